@@ -1,0 +1,1 @@
+"""nn.Modules that own parameters (tier 2)."""

@@ -1,0 +1,126 @@
+"""Equivariant multi-head attention on scalar + vector atom features (TorchMD-NET ET).
+
+Layout: scalars ``x (N, F)``, vectors ``vec (N, 3, F)`` (rep ``F x 0e + F x 1o``), edges ``j -> i``
+with ``edge_index[0] = j`` (source) and ``edge_index[1] = i`` (target), unit vectors
+``rhat_ij = (r_j - r_i) / |r_j - r_i|`` (zero on self-loops).
+
+Per head ``h`` (``d = F / H`` channels):
+
+- score ``a_ij = act_attn(sum_c q_i,c k_j,c D^K_ij,c)`` with ``D^K = act(W_dk e(d_ij))``;
+- values ``(s1, s2, s3)_ij = split(v_j * D^V_ij)``, ``D^V = act(W_dv e(d_ij))``;
+- the cosine cutoff multiplies the values (``vector_cutoff=True``, continuous energy) or only the
+  scores (the original ET, discontinuous at the cutoff; kept to load old checkpoints);
+- ``y_i = sum_j a_ij s1_ij`` and ``w_i = sum_j vec_j s2_ij + s3_ij rhat_ij``;
+- ``(o1, o2, o3) = split(W_o y_i)``, ``dx_i = <U1 vec_i, U2 vec_i> o2 + o3``,
+  ``dvec_i = (U3 vec_i) o1 + w_i``.
+
+The layer returns the residual updates ``(dx, dvec)``; the model adds them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from eqt.primitives.activations import activation
+from eqt.primitives.attention import edge_attention_weights
+from eqt.primitives.segment import segment_sum
+
+__all__ = ["EquivariantVectorAttention"]
+
+DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
+
+
+class EquivariantVectorAttention(nn.Module):
+    """ET's equivariant attention layer (pre-LayerNorm on scalars; vectors are never normed).
+
+    Args:
+        channels: ``F``.
+        num_heads: ``H``; must divide ``F``.
+        num_rbf: ``K``.
+        distance_influence: where the radial filters enter: ``keys``, ``values``, ``both``, ``none``.
+        act: activation of the radial filters.
+        attn_activation: element-wise normalisation of the scores (``silu`` in ET).
+        vector_cutoff: apply the cutoff on the value path (continuous energy) instead of the scores.
+
+    Attributes:
+        rep_in, rep_out: ``"Fx0e + Fx1o"`` (as e3nn strings, vectors stored ``(N, 3, F)``).
+    """
+
+    def __init__(self, channels: int, num_heads: int, num_rbf: int, distance_influence: str = "both",
+                 act: str = "silu", attn_activation: str = "silu", vector_cutoff: bool = True):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
+        if distance_influence not in DISTANCE_INFLUENCE:
+            raise ValueError(f"unknown distance_influence '{distance_influence}'; choose from {DISTANCE_INFLUENCE}")
+        self.channels, self.num_heads, self.head_dim = channels, num_heads, channels // num_heads
+        self.attn_activation, self.vector_cutoff = attn_activation, vector_cutoff
+        self.rep_in = self.rep_out = f"{channels}x0e + {channels}x1o"
+        F = channels
+        self.layernorm = nn.LayerNorm(F)
+        self.qkv_proj = nn.Linear(F, 5 * F)  # q (F) | k (F) | v (3F)
+        self.o_proj = nn.Linear(F, 3 * F)
+        self.vec_proj = nn.Linear(F, 3 * F, bias=False)
+        self.dk_proj = nn.Linear(num_rbf, F) if distance_influence in ("keys", "both") else None
+        self.dv_proj = nn.Linear(num_rbf, 3 * F) if distance_influence in ("values", "both") else None
+        self.act = activation(act)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.layernorm.reset_parameters()
+        F = self.channels
+        for block in self.qkv_proj.weight.split([F, F, 3 * F]):  # Xavier per projection, as in ET
+            nn.init.xavier_uniform_(block)
+        for lin in (self.o_proj, self.dk_proj, self.dv_proj):
+            if lin is not None:
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
+        nn.init.zeros_(self.qkv_proj.bias)
+        nn.init.xavier_uniform_(self.vec_proj.weight)
+
+    def forward(self, x: Tensor, vec: Tensor, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
+                rhat: Tensor) -> tuple[Tensor, Tensor]:
+        """Residual updates of the scalar and vector features.
+
+        Args:
+            x: ``(N, F)`` scalars.
+            vec: ``(N, 3, F)`` vectors.
+            edge_index: ``(2, E)`` edges ``j -> i`` (self-loops included in ET).
+            rbf: ``(E, K)`` radial basis.
+            cutoff: ``(E,)`` cosine cutoff ``phi(d_ij)``.
+            rhat: ``(E, 3)`` unit edge vectors (zero on self-loops).
+
+        Returns:
+            ``dx (N, F)``, ``dvec (N, 3, F)``.
+        """
+        N, F, H, d = x.shape[0], self.channels, self.num_heads, self.head_dim
+        src, dst = edge_index[0], edge_index[1]
+        q, k, v = self.qkv_proj(self.layernorm(x)).split([F, F, 3 * F], dim=-1)
+        u1, u2, u3 = self.vec_proj(vec).split(F, dim=-1)  # (N, 3, F) each
+
+        # scores (E, H)
+        qk = q.index_select(0, dst) * k.index_select(0, src)  # (E, F)
+        if self.dk_proj is not None:
+            qk = qk * self.act(self.dk_proj(rbf))
+        attn = edge_attention_weights(qk.view(-1, H, d).sum(-1), dst, N, self.attn_activation)  # (E, H)
+
+        # values (E, H, 3d)
+        vj = v.index_select(0, src)
+        if self.dv_proj is not None:
+            vj = vj * self.act(self.dv_proj(rbf))
+        if self.vector_cutoff:
+            vj = vj * cutoff.unsqueeze(-1)
+        else:
+            attn = attn * cutoff.unsqueeze(-1)
+        s1, s2, s3 = vj.view(-1, H, 3 * d).split(d, dim=-1)  # (E, H, d) each
+
+        y = segment_sum((s1 * attn.unsqueeze(-1)).reshape(-1, F), dst, N)  # (N, F)
+        vec_j = vec.index_select(0, src)  # (E, 3, F)
+        msg = vec_j * s2.reshape(-1, 1, F) + rhat.unsqueeze(-1) * s3.reshape(-1, 1, F)  # (E, 3, F)
+        w = segment_sum(msg, dst, N)  # (N, 3, F)
+
+        o1, o2, o3 = self.o_proj(y).split(F, dim=-1)
+        dx = (u1 * u2).sum(dim=1) * o2 + o3
+        dvec = u3 * o1.unsqueeze(1) + w
+        return dx, dvec

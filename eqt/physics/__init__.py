@@ -1,0 +1,1 @@
+"""Physics around models: energy to forces and stress, calculators, MD."""

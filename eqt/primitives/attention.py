@@ -1,0 +1,46 @@
+"""Attention weights on graphs: the one place where edge scores become edge weights.
+
+Graph attention in eqt computes an invariant score per edge and head, then normalises it over the
+edges that arrive at the same target atom. Two normalisations cover the models of the project:
+
+- ``"softmax"``: the usual softmax over a target's incoming edges (Equiformer, GATr-style).
+- ``"silu"`` (or any activation name): an element-wise activation without normalisation
+  (TorchMD-NET ET, which replaced its softmax by SiLU), so each edge weight is independent of the
+  other neighbours and the energy stays smooth as atoms enter the cutoff.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from eqt.primitives.segment import segment_softmax
+
+__all__ = ["edge_attention_weights"]
+
+
+
+def edge_attention_weights(scores: Tensor, target: Tensor, num_nodes: int, normalization: str = "softmax") -> Tensor:
+    """Turn invariant edge scores into attention weights.
+
+    Args:
+        scores: ``(E, H)`` scores per edge and head.
+        target: ``(E,)`` target atom of each edge (the aggregation index).
+        num_nodes: number of atoms ``N``.
+        normalization: ``"softmax"`` over each target's edges, or an element-wise activation
+            (``"silu"``, ``"sigmoid"``, ``"tanh"``, ``"none"``).
+
+    Returns:
+        ``(E, H)`` weights.
+    """
+    if normalization == "softmax":
+        return segment_softmax(scores, target, num_nodes)
+    if normalization == "silu":
+        return F.silu(scores)
+    if normalization == "sigmoid":
+        return scores.sigmoid()
+    if normalization == "tanh":
+        return scores.tanh()
+    if normalization == "none":
+        return scores
+    raise ValueError(f"unknown attention normalization '{normalization}'")

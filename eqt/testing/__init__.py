@@ -1,0 +1,41 @@
+"""Equivariance test harness: groups, reference reps and ``assert_equivariant``."""
+
+from eqt.reps.actions import AtomIndex, Cell, Fixed, Invariant, Irreps, Position, Rep, Stress, Vector
+from eqt.reps.groups import (
+    E3,
+    O3,
+    SE3,
+    SO3,
+    Element,
+    FiniteGroup,
+    Group,
+    Permutations,
+    ProductGroup,
+    Translations,
+    cube_group,
+)
+from eqt.testing.equivariance import assert_equivariant
+
+__all__ = [
+    "assert_equivariant",
+    "Element",
+    "Group",
+    "SO3",
+    "O3",
+    "SE3",
+    "E3",
+    "Translations",
+    "Permutations",
+    "ProductGroup",
+    "FiniteGroup",
+    "cube_group",
+    "Rep",
+    "Invariant",
+    "Vector",
+    "Position",
+    "Irreps",
+    "AtomIndex",
+    "Fixed",
+    "Cell",
+    "Stress",
+]
