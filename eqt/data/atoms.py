@@ -120,7 +120,8 @@ class AtomicSystems:
         batch = torch.repeat_interleave(torch.arange(len(frames)), sizes)
         cell = pbc = None
         if any(bool(np.any(a.pbc)) for a in frames):
-            cell = torch.from_numpy(np.stack([np.asarray(a.cell.array, dtype=np.float64) for a in frames])).to(dtype)
+            cells = np.stack([np.asarray(a.cell.array, dtype=np.float64) for a in frames])
+            cell = torch.from_numpy(cells).to(dtype)
             pbc = torch.from_numpy(np.stack([np.asarray(a.pbc, dtype=bool) for a in frames]))
         return cls(z=z, pos=pos, batch=batch, num_systems=len(frames), cell=cell, pbc=pbc)
 
@@ -146,9 +147,13 @@ def collate(systems: list[AtomicSystems]) -> AtomicSystems:
     first = systems[0]
     for k, s in enumerate(systems):
         if s.pos.dtype != first.pos.dtype:
-            raise ValueError(f"collate: pos dtype {s.pos.dtype} of item {k} differs from {first.pos.dtype}")
+            raise ValueError(
+                f"collate: pos dtype {s.pos.dtype} of item {k} differs from {first.pos.dtype}"
+            )
         if s.pos.device != first.pos.device:
-            raise ValueError(f"collate: item {k} is on {s.pos.device}, item 0 on {first.pos.device}")
+            raise ValueError(
+                f"collate: item {k} is on {s.pos.device}, item 0 on {first.pos.device}"
+            )
     offsets = [0]
     for s in systems[:-1]:
         offsets.append(offsets[-1] + s.num_systems)
@@ -302,7 +307,8 @@ def validate_systems(
             pbc = torch.ones(num_systems, 3, dtype=torch.bool, device=pos.device)
         else:
             if not isinstance(pbc, Tensor) or pbc.dtype != torch.bool:
-                raise ValueError(f"pbc must be a bool tensor, got {getattr(pbc, 'dtype', type(pbc))}")
+                got = getattr(pbc, "dtype", type(pbc))
+                raise ValueError(f"pbc must be a bool tensor, got {got}")
             if tuple(pbc.shape) != (num_systems, 3):
                 raise ValueError(
                     f"pbc must have shape (B, 3) = ({num_systems}, 3), got {tuple(pbc.shape)}"
@@ -314,12 +320,14 @@ def validate_systems(
         keep = (pbc.unsqueeze(2) & pbc.unsqueeze(1)).to(torch.float64)
         eye = torch.eye(3, dtype=torch.float64, device=pos.device)
         gram = gram * keep + eye * (~pbc).to(torch.float64).unsqueeze(2)
-        sq_norms = torch.where(pbc, torch.diagonal(gram, dim1=1, dim2=2), torch.ones_like(gram[:, 0]))
+        diag = torch.diagonal(gram, dim1=1, dim2=2)
+        sq_norms = torch.where(pbc, diag, torch.ones_like(diag))
         degenerate = pbc.any(dim=1) & ~(torch.linalg.det(gram) > 1e-12 * sq_norms.prod(dim=1))
         if bool(degenerate.any()):
             b = _first_true(degenerate)
             raise ValueError(
-                f"periodic cell of system {b} is degenerate (lattice vectors linearly dependent or zero): "
+                f"periodic cell of system {b} is degenerate "
+                f"(lattice vectors linearly dependent or zero): "
                 f"{cell[b].tolist()}"
             )
         if not bool(pbc.any()):
@@ -332,13 +340,15 @@ def validate_systems(
         if edge_index.shape[1] > 0:
             j, i = int(edge_index[0, 0]), int(edge_index[1, 0])
             s = shifts[:1]
-            vec = edge_vectors(pos.detach(), edge_index[:, :1], s if cell is not None else None, cell, batch)
+            first_edge = edge_index[:, :1]
+            vec = edge_vectors(pos.detach(), first_edge, s if cell is not None else None, cell, batch)
             dist = float(vec.norm())
             system = int(batch[i]) if batch is not None else 0
             shift = [int(x) for x in s[0].tolist()]
             if i == j:
                 raise ValueError(
-                    f"atom {i} (system {system}) is {dist:.4g} from its own periodic image {shift}, "
+                    f"atom {i} (system {system}) is {dist:.4g} from its own periodic image "
+                    f"{shift}, "
                     f"closer than min_distance={min_distance} (cell too small?)"
                 )
             where = "" if not any(shift) else f" (periodic image {shift} of atom {j})"

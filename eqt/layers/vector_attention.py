@@ -79,13 +79,14 @@ class EquivariantVectorAttention(nn.Module):
         nn.init.zeros_(self.qkv_proj.bias)
         nn.init.xavier_uniform_(self.vec_proj.weight)
 
-    def forward(self, x: Tensor, vec: Tensor, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
+    def forward(self, x: Tensor, vec: Tensor | None, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
                 rhat: Tensor) -> tuple[Tensor, Tensor]:
         """Residual updates of the scalar and vector features.
 
         Args:
             x: ``(N, F)`` scalars.
-            vec: ``(N, 3, F)`` vectors.
+            vec: ``(N, 3, F)`` vectors, or ``None`` when they are all zero (ET's first layer), which
+                skips the terms that vanish.
             edge_index: ``(2, E)`` edges ``j -> i`` (self-loops included in ET).
             rbf: ``(E, K)`` radial basis.
             cutoff: ``(E,)`` cosine cutoff ``phi(d_ij)``.
@@ -97,30 +98,47 @@ class EquivariantVectorAttention(nn.Module):
         N, F, H, d = x.shape[0], self.channels, self.num_heads, self.head_dim
         src, dst = edge_index[0], edge_index[1]
         q, k, v = self.qkv_proj(self.layernorm(x)).split([F, F, 3 * F], dim=-1)
-        u1, u2, u3 = self.vec_proj(vec).split(F, dim=-1)  # (N, 3, F) each
+
+        # radial filters D^K (E, F) and D^V (E, 3F) in one matmul and one activation
+        dk = dv = None
+        if self.dk_proj is not None and self.dv_proj is not None:
+            w = torch.cat([self.dk_proj.weight, self.dv_proj.weight])
+            b = torch.cat([self.dk_proj.bias, self.dv_proj.bias])
+            dk, dv = self.act(nn.functional.linear(rbf, w, b)).split([F, 3 * F], dim=-1)
+        elif self.dk_proj is not None:
+            dk = self.act(self.dk_proj(rbf))
+        elif self.dv_proj is not None:
+            dv = self.act(self.dv_proj(rbf))
 
         # scores (E, H)
         qk = q.index_select(0, dst) * k.index_select(0, src)  # (E, F)
-        if self.dk_proj is not None:
-            qk = qk * self.act(self.dk_proj(rbf))
+        if dk is not None:
+            qk = qk * dk
         attn = edge_attention_weights(qk.view(-1, H, d).sum(-1), dst, N, self.attn_activation)  # (E, H)
 
-        # values (E, H, 3d)
-        vj = v.index_select(0, src)
-        if self.dv_proj is not None:
-            vj = vj * self.act(self.dv_proj(rbf))
-        if self.vector_cutoff:
-            vj = vj * cutoff.unsqueeze(-1)
-        else:
-            attn = attn * cutoff.unsqueeze(-1)
+        # values: the cutoff multiplies all three value blocks (vector_cutoff) or only the scores;
+        # it is folded into the smallest factor of each product (scores, s2, rhat), same result.
+        vj = v.index_select(0, src)  # (E, 3F)
+        if dv is not None:
+            vj = vj * dv
         s1, s2, s3 = vj.view(-1, H, 3 * d).split(d, dim=-1)  # (E, H, d) each
-
+        c = cutoff.unsqueeze(-1)
+        attn = attn * c
         y = segment_sum((s1 * attn.unsqueeze(-1)).reshape(-1, F), dst, N)  # (N, F)
-        vec_j = vec.index_select(0, src)  # (E, 3, F)
-        msg = vec_j * s2.reshape(-1, 1, F) + rhat.unsqueeze(-1) * s3.reshape(-1, 1, F)  # (E, 3, F)
+        s3 = s3.reshape(-1, 1, F)
+        r = rhat * c if self.vector_cutoff else rhat  # (E, 3)
+        msg = r.unsqueeze(-1) * s3  # (E, 3, F)
+        if vec is not None:
+            s2 = s2.reshape(-1, 1, F)
+            if self.vector_cutoff:
+                s2 = s2 * c.unsqueeze(-1)
+            msg = torch.addcmul(msg, vec.index_select(0, src), s2)
         w = segment_sum(msg, dst, N)  # (N, 3, F)
 
         o1, o2, o3 = self.o_proj(y).split(F, dim=-1)
+        if vec is None:  # U1 vec = U2 vec = U3 vec = 0
+            return o3, w
+        u1, u2, u3 = self.vec_proj(vec).split(F, dim=-1)  # (N, 3, F) each
         dx = (u1 * u2).sum(dim=1) * o2 + o3
-        dvec = u3 * o1.unsqueeze(1) + w
+        dvec = torch.addcmul(w, u3, o1.unsqueeze(1))
         return dx, dvec

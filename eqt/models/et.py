@@ -106,10 +106,12 @@ class ET(EnergyModel):
         cut = cosine_cutoff(torch.cat([dist, dist.new_zeros(N)]), c.cutoff_upper, c.cutoff_lower)
         rhat = torch.cat([edge_vec / dist.clamp(min=1e-12).unsqueeze(-1), edge_vec.new_zeros(N, 3)], dim=0)
 
-        vec = x.new_zeros(N, 3, x.shape[1])
+        vec = None  # all zero before the first layer; the layer skips the terms that vanish
         for layer in self.layers:
             dx, dvec = layer(x, vec, edges, rbf, cut, rhat)
-            x, vec = x + dx, vec + dvec
+            x, vec = x + dx, dvec if vec is None else vec + dvec
+        if vec is None:
+            vec = x.new_zeros(N, 3, x.shape[1])
         return self.out_norm(x), vec
 
     def atom_outputs(self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, batch: Tensor, num_systems: int) -> Tensor:

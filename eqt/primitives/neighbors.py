@@ -138,7 +138,9 @@ def _augmented_cell(cell: Tensor, pbc: Tensor) -> Tensor:
     gram_det = torch.linalg.det(rows @ rows.T)
     scale = float((rows * rows).sum(-1).prod())
     if not float(gram_det) > 1e-12 * scale or scale == 0.0:
-        raise ValueError(f"periodic cell vectors are degenerate (linearly dependent): {cell.tolist()}")
+        raise ValueError(
+            f"periodic cell vectors are degenerate (linearly dependent): {cell.tolist()}"
+        )
     if len(periodic) == 3:
         return cell
     _, _, vh = torch.linalg.svd(rows, full_matrices=True)
@@ -174,7 +176,9 @@ def _image_shifts(cell_aug: Tensor, pbc: Tensor, cutoff: float) -> Tensor:
     return grid.reshape(-1, 3).to(torch.long)
 
 
-def _dense_pairs(pos: Tensor, shift_vecs: Tensor, cutoff: float, zero_shift: int, self_loops: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _dense_pairs(
+    pos: Tensor, shift_vecs: Tensor, cutoff: float, zero_shift: int, self_loops: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """All (i, j, m) with |pos[j] - pos[i] + shift_vecs[m]| < cutoff, chunked.
 
     Args:
@@ -204,12 +208,8 @@ def _dense_pairs(pos: Tensor, shift_vecs: Tensor, cutoff: float, zero_shift: int
         for k in range(3):
             d2 += (diff[..., k : k + 1] + shift_vecs[:, k]) ** 2
         mask = d2 < cutoff_sq
-        if not self_loops:
-            local = idx[start:stop]
-            mask[local - start, local, zero_shift] = False
-        else:
-            local = idx[start:stop]
-            mask[local - start, local, zero_shift] = True
+        local = idx[start:stop]
+        mask[local - start, local, zero_shift] = self_loops
         i, j, m = mask.nonzero(as_tuple=True)  # row-major: sorted by (i, j, m)
         out_i.append(i + start)
         out_j.append(j)
@@ -302,16 +302,17 @@ def _radius_graph_torch(
     cutoff: float,
     self_loops: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """Pure-torch backend; returns sorted (E,) targets, (E,) sources, (E, 3) int64 shifts."""
     device = pos.device
     counts = torch.bincount(batch, minlength=num_systems)
     offsets = torch.cumsum(counts, 0) - counts
-    periodic = pbc.any(dim=1)[:num_systems] if pbc is not None else None
+    periodic = pbc[:num_systems].any(dim=1).tolist() if pbc is not None else [False] * num_systems
     counts_l = counts.tolist()
     offsets_l = offsets.tolist()
 
     pieces: list[tuple[Tensor, Tensor, Tensor]] = []
-    nonper = [b for b in range(num_systems) if counts_l[b] > 0 and (periodic is None or not bool(periodic[b]))]
-    per = [b for b in range(num_systems) if counts_l[b] > 0 and periodic is not None and bool(periodic[b])]
+    nonper = [b for b in range(num_systems) if counts_l[b] > 0 and not periodic[b]]
+    per = [b for b in range(num_systems) if counts_l[b] > 0 and periodic[b]]
 
     if nonper:
         n_max = max(counts_l[b] for b in nonper)
@@ -329,7 +330,9 @@ def _radius_graph_torch(
                 sel_pos, sel_batch = pos[atom_map], remap[batch[atom_map]]
                 sel_counts = counts[sys_idx]
                 sel_offsets = torch.cumsum(sel_counts, 0) - sel_counts
-            i, j = _torch_nonperiodic_padded(sel_pos, sel_batch, sel_counts, sel_offsets, cutoff, self_loops)
+            i, j = _torch_nonperiodic_padded(
+                sel_pos, sel_batch, sel_counts, sel_offsets, cutoff, self_loops
+            )
             if atom_map is not None:
                 i, j = atom_map[i], atom_map[j]
             pieces.append((i, j, torch.zeros(i.shape[0], 3, dtype=torch.long, device=device)))
@@ -344,7 +347,9 @@ def _radius_graph_torch(
     return _merge_pieces(pieces, device)
 
 
-def _merge_pieces(pieces: list[tuple[Tensor, Tensor, Tensor]], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def _merge_pieces(
+    pieces: list[tuple[Tensor, Tensor, Tensor]], device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
     """Concatenate per-system sorted pieces and order them by target (stable)."""
     if not pieces:
         empty = torch.zeros(0, dtype=torch.long, device=device)
@@ -369,6 +374,7 @@ def _radius_graph_vesin(
     cutoff: float,
     self_loops: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """vesin backend; returns sorted (E,) targets, (E,) sources, (E, 3) int64 shifts."""
     import numpy as np
     import vesin
 
@@ -392,7 +398,8 @@ def _radius_graph_vesin(
                 # Only periodic rows matter; make the box well conditioned.
                 box = _augmented_cell(torch.from_numpy(box), torch.from_numpy(pbc_np[b])).numpy()
             else:
-                _augmented_cell(torch.from_numpy(box), torch.from_numpy(pbc_np[b]))  # degeneracy check
+                # raises on a degenerate cell
+                _augmented_cell(torch.from_numpy(box), torch.from_numpy(pbc_np[b]))
         else:
             box = np.zeros((3, 3))
             periodic = False

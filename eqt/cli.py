@@ -1,0 +1,187 @@
+"""``eqt``: train, test and run potentials; sample and label data.
+
+    eqt train CONFIG [--set key=value ...]
+    eqt test CHECKPOINT DATA [--plot parity.png]
+    eqt md CHECKPOINT STRUCTURE [--steps N --temperature K --timestep FS]
+    eqt data sample STRUCTURE OUTPUT.xyz [--frames N --temperature K]
+    eqt data label INPUT.xyz OUTPUT.xyz [--method GFN2-xTB]
+
+User errors (bad files, configs, structures, unstable MD) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _read_structure(spec: str):
+    """A file readable by ASE, or the name of a molecule in ASE's g2 collection (e.g. CH3CH2OH)."""
+    import ase.io
+    from ase.build import molecule
+    from ase.collections import g2
+
+    if Path(spec).is_file():
+        return ase.io.read(spec)
+    if spec in g2.names:
+        return molecule(spec)
+    raise ValueError(f"structure '{spec}' is neither a file nor a molecule name of ASE's g2 set")
+
+
+def cmd_train(a) -> None:
+    from eqt.train.config import load_config
+    from eqt.train.run import train
+
+    overrides = list(a.set or []) + ([f"out_dir={a.out}"] if a.out else [])
+    res = train(load_config(a.config, overrides))
+    print(f"model: {res['model_path']}")
+    for split in ("val", "test"):
+        if res[split]:
+            e, f = res[split].get(f"{split}_energy_mae"), res[split].get(f"{split}_forces_mae")
+            print(f"{split}: energy MAE {1e3 * e:.2f} meV" + (f", force MAE {1e3 * f:.2f} meV/Å" if f is not None else ""))
+
+
+def cmd_test(a) -> None:
+    from eqt.checkpoint import load_model
+    from eqt.data.readers import read_frames
+    from eqt.train.evaluate import evaluate, format_table, parity_plot
+
+    model = load_model(a.checkpoint)
+    frames = read_frames(a.data, energy_key=a.energy_key, forces_key=a.forces_key, units=a.units,
+                         require_energy=True, require_forces=False)
+    res = evaluate(model, frames, batch_size=a.batch_size)
+    print(format_table(res))
+    if a.plot:
+        print(f"parity plot: {parity_plot(res, a.plot)}")
+
+
+def cmd_md(a) -> None:
+    from eqt.physics.calculator import Calculator
+    from eqt.physics.md import MDConfig, run_md
+
+    atoms = _read_structure(a.structure)
+    atoms.calc = Calculator(a.checkpoint, dtype=_dtype(a.dtype))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = MDConfig(integrator=a.integrator, timestep_fs=a.timestep, temperature_K=a.temperature, steps=a.steps,
+                   log_interval=a.log_interval, seed=a.seed)
+    res = run_md(atoms, atoms.calc, cfg, trajectory=out / "md.traj", log=out / "md.csv")
+    print(f"{res.steps_done} steps, mean T {res.mean_temperature_K:.1f} K, "
+          f"energy drift {res.drift_eV_per_atom_per_ps:.2e} eV/atom/ps")
+    print(f"trajectory: {res.trajectory}\nlog: {res.log}")
+
+
+def cmd_sample(a) -> None:
+    from eqt.physics.reference import sample_md
+
+    frames = sample_md(_read_structure(a.structure), temperature_K=a.temperature, n_frames=a.frames,
+                       interval=a.interval, seed=a.seed, method=a.method, progress=True)
+    _write_atoms(a.output, frames)
+    print(f"{len(frames)} frames labelled with {a.method}: {a.output}")
+
+
+def cmd_label(a) -> None:
+    import ase.io
+
+    from eqt.physics.reference import label
+
+    if not Path(a.input).is_file():
+        raise ValueError(f"input file not found: {a.input}")
+    structures = ase.io.read(a.input, ":")
+    labelled = label(structures, a.method, progress=True)
+    _write_atoms(a.output, labelled)
+    print(f"{len(labelled)} structures labelled with {a.method}: {a.output}")
+
+
+def _write_atoms(path: str, frames) -> None:
+    import os
+
+    import ase.io
+
+    tmp = f"{path}.tmp"
+    ase.io.write(tmp, frames, format="extxyz")
+    os.replace(tmp, path)
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eqt", description="Equivariant transformer potentials: train, test, MD, data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a potential from a YAML config (resumes a killed run)")
+    t.add_argument("config", help="YAML file (see configs/)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--out", help="output directory (overrides out_dir)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("test", help="errors of a trained model on labelled data, with a parity plot")
+    e.add_argument("checkpoint")
+    e.add_argument("data", help="extxyz, ASE db or sGDML npz")
+    e.add_argument("--energy-key")
+    e.add_argument("--forces-key")
+    e.add_argument("--units", help="units of the file: eV (default) or kcal/mol")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--plot", help="write a parity plot PNG here")
+    e.set_defaults(func=cmd_test)
+
+    m = sub.add_parser("md", help="molecular dynamics with a trained model (ASE)")
+    m.add_argument("checkpoint")
+    m.add_argument("structure", help="structure file or a g2 molecule name such as CH3CH2OH")
+    m.add_argument("--integrator", default="langevin", choices=["langevin", "verlet"])
+    m.add_argument("--steps", type=int, default=2000)
+    m.add_argument("--timestep", type=float, default=0.5, help="fs")
+    m.add_argument("--temperature", type=float, default=300.0, help="K")
+    m.add_argument("--log-interval", type=int, default=10)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    m.add_argument("--out", default="md_out")
+    m.set_defaults(func=cmd_md)
+
+    d = sub.add_parser("data", help="make reference data with real electronic-structure codes")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("sample", help="GFN2-xTB (tblite) Langevin MD, frames labelled on the fly")
+    s.add_argument("structure", help="structure file or a g2 molecule name such as CH3CH2OH")
+    s.add_argument("output", help="extxyz file to write")
+    s.add_argument("--frames", type=int, default=2000)
+    s.add_argument("--interval", type=int, default=5)
+    s.add_argument("--temperature", type=float, default=500.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--method", default="GFN2-xTB")
+    s.set_defaults(func=cmd_sample)
+    lab = dsub.add_parser("label", help="label structures with GFN2-xTB (tblite) or PySCF (pyscf:PBE/def2-SVP)")
+    lab.add_argument("input")
+    lab.add_argument("output")
+    lab.add_argument("--method", default="GFN2-xTB")
+    lab.set_defaults(func=cmd_label)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from eqt.checkpoint import CheckpointError
+
+    user_errors: tuple[type[BaseException], ...] = (ValueError, CheckpointError, FileNotFoundError, ImportError)
+    try:
+        from eqt.physics.md import MDInstabilityError
+
+        user_errors += (MDInstabilityError,)
+    except ImportError:
+        pass
+    try:
+        args.func(args)
+    except user_errors as err:
+        print(f"eqt: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

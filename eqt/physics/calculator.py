@@ -1,0 +1,154 @@
+"""An ASE calculator for any eqt energy model (or an eqt checkpoint file).
+
+Usage::
+
+    from eqt.ase import Calculator
+
+    atoms.calc = Calculator("model.pt")          # or Calculator(model)
+    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+Units are ASE's: energy eV, forces eV/Å, stress eV/Å³ as a Voigt 6-vector
+``(xx, yy, zz, yz, xz, xy)`` with ASE's sign convention (positive under tension). Everything is
+computed by :class:`eqt.physics.potential.Potential` (autograd forces and stress), with input
+validation on: a bad structure raises a one-line ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator as _AseCalculator
+from ase.calculators.calculator import PropertyNotImplementedError, all_changes
+from ase.data import chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from eqt.checkpoint import load_checkpoint, load_model
+from eqt.models.base import EnergyModel
+from eqt.physics.potential import Potential
+
+__all__ = ["Calculator"]
+
+
+def _symbol(z: int) -> str:
+    """Chemical symbol of atomic number ``z`` (``Z<z>`` when ASE does not know it)."""
+    return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z{z}"
+
+
+class Calculator(_AseCalculator):
+    """ASE calculator backed by an eqt :class:`~eqt.models.base.EnergyModel`.
+
+    Args:
+        model_or_path: an :class:`~eqt.models.base.EnergyModel`, or the path of a checkpoint
+            written by :func:`eqt.checkpoint.save_checkpoint`. A model passed in is moved to
+            ``device``/``dtype`` and set to eval mode in place (``nn.Module.to`` semantics).
+        device: torch device the model runs on.
+        dtype: floating dtype of the computation (``torch.float64`` or ``torch.float32``);
+            results are returned as float64 numpy arrays either way.
+        **ase_kwargs: passed on to :class:`ase.calculators.calculator.Calculator`
+            (``label``, ``directory``, ...).
+
+    Attributes:
+        model: the energy model.
+        potential: the :class:`~eqt.physics.potential.Potential` wrapping it (eval mode).
+        elements: sorted atomic numbers the model was trained on (from the checkpoint's
+            ``extra["elements"]``), or ``None`` when unknown (a bare model): then only the
+            model's ``max_z`` range is checked.
+
+    Results: ``energy`` and ``free_energy`` (eV), ``energies`` ``(N,)`` per-atom energies (eV;
+    the model's per-system ``energy_shift`` is spread evenly so that they sum to ``energy``),
+    ``forces`` ``(N, 3)`` eV/Å, and ``stress`` ``(6,)`` eV/Å³ only for atoms periodic in all
+    three directions (asking for it otherwise raises ``PropertyNotImplementedError``). Energy
+    and forces are always computed together; stress too, whenever the atoms are fully periodic.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model_or_path: EnergyModel | str | os.PathLike, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float64, **ase_kwargs: Any):
+        super().__init__(**ase_kwargs)
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"Calculator: dtype must be torch.float64 or torch.float32, got {dtype}")
+        self.device, self.dtype = torch.device(device), dtype
+        self.elements: list[int] | None = None
+        if isinstance(model_or_path, (str, os.PathLike)):
+            extra = load_checkpoint(model_or_path).get("extra") or {}
+            model = load_model(model_or_path)
+            if "elements" in extra:
+                try:
+                    self.elements = sorted({int(z) for z in extra["elements"]})
+                except (TypeError, ValueError):
+                    raise ValueError(f"Calculator: checkpoint {model_or_path} has an invalid extra['elements']: "
+                                     f"{extra['elements']!r} (expected a list of atomic numbers)") from None
+        elif isinstance(model_or_path, EnergyModel):
+            model = model_or_path
+        else:
+            raise TypeError(f"Calculator: expected an eqt EnergyModel or a checkpoint path, "
+                            f"got {type(model_or_path).__name__}")
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.potential = Potential(self.model).eval()
+
+    def check_elements(self, numbers: Sequence[int] | np.ndarray) -> None:
+        """Refuse atomic numbers outside the training elements (when those are known).
+
+        Args:
+            numbers: ``(N,)`` atomic numbers.
+
+        Raises:
+            ValueError: naming each unseen element and the first atom index that has it.
+        """
+        if self.elements is None:
+            return
+        numbers = np.asarray(numbers)
+        unseen = [int(z) for z in np.unique(numbers) if int(z) not in self.elements]
+        if unseen:
+            where = ", ".join(f"{_symbol(z)} (atom {int(np.flatnonzero(numbers == z)[0])})" for z in unseen)
+            known = ", ".join(_symbol(z) for z in self.elements)
+            raise ValueError(f"Calculator: element(s) not seen in training: {where}; the model knows {known}")
+
+    def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
+                  system_changes: Sequence[str] = all_changes) -> None:
+        """Compute energy, per-atom energies, forces (and stress for fully periodic atoms).
+
+        Args:
+            atoms: the structure (``N`` atoms).
+            properties: the properties asked for.
+            system_changes: what changed since the last call (see ASE).
+
+        Raises:
+            ValueError: invalid structure (non-finite positions, overlapping atoms, unknown or
+                unseen elements, degenerate cell).
+            PropertyNotImplementedError: stress asked for atoms not periodic in all directions.
+        """
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        if "stress" in properties and not pbc.all():
+            raise PropertyNotImplementedError(f"Calculator: stress needs atoms periodic in all 3 directions, "
+                                              f"got pbc={pbc.tolist()}")
+        self.check_elements(atoms.numbers)
+        z = torch.as_tensor(np.asarray(atoms.numbers, dtype=np.int64), device=self.device)
+        pos = torch.as_tensor(np.asarray(atoms.positions, dtype=np.float64), device=self.device).to(self.dtype)
+        cell_t = pbc_t = None
+        if pbc.any():
+            cell_t = torch.as_tensor(np.asarray(atoms.cell.array, dtype=np.float64),
+                                     device=self.device).to(self.dtype).unsqueeze(0)
+            pbc_t = torch.as_tensor(pbc, device=self.device).unsqueeze(0)
+        want_stress = bool(pbc.all())
+        out = self.potential(z, pos, cell=cell_t, pbc=pbc_t, num_systems=1, forces=True, stress=want_stress,
+                             create_graph=False, validate=True)
+        energy = float(out["energy"].detach()[0])
+        e_atom = out["atom_energy"].detach().to(torch.float64).cpu().numpy()
+        e_atom = e_atom + float(self.model.energy_shift) / len(atoms)
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": e_atom,
+            "forces": out["forces"].detach().to(torch.float64).cpu().numpy(),
+        }
+        if want_stress:
+            sigma = out["stress"].detach()[0].to(torch.float64).cpu().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(sigma)

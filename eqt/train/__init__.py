@@ -1,0 +1,1 @@
+"""Training potentials on energies and forces (Lightning, an optional extra: pip install eqt[train])."""

@@ -1,0 +1,89 @@
+"""Lightning module for energy + force training of any :class:`eqt.models.base.EnergyModel`.
+
+Loss ``w_E MSE(E) + w_F MSE(F)`` (``w_E = 0`` is force-only training, PolyGET style); AdamW with a
+linear warm-up then ReduceLROnPlateau on the validation loss; optional EMA of the weights, which
+then also evaluates the validation set and is what gets exported. Validation needs gradients for
+the forces, so the trainer runs with ``inference_mode=False``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from eqt.physics.potential import Potential
+from eqt.train.config import TrainConfig
+
+__all__ = ["PotentialModule"]
+
+
+class PotentialModule(L.LightningModule):
+    """Train a potential on batches from :func:`eqt.data.dataset.collate_atoms`.
+
+    Args:
+        model: the energy model.
+        config: the training config.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig):
+        super().__init__()
+        self.model, self.config = model, config
+        self.ema = None
+        if config.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights used for evaluation and export (the EMA ones when enabled)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _losses(self, model: torch.nn.Module, batch: dict, train: bool) -> dict[str, Tensor]:
+        c = self.config
+        need_forces = c.forces_weight > 0 or not train
+        out = Potential(model)(batch["z"], batch["pos"], batch["batch"], cell=batch.get("cell"), pbc=batch.get("pbc"),
+                               num_systems=batch["num_systems"], forces=need_forces, create_graph=train,
+                               validate=False)
+        e_err = out["energy"] - batch["energy"]
+        m = {"energy_mse": e_err.pow(2).mean(), "energy_mae": e_err.abs().mean()}
+        if need_forces:
+            f_err = out["forces"] - batch["forces"]
+            m.update(forces_mse=f_err.pow(2).mean(), forces_mae=f_err.abs().mean())
+        m["loss"] = c.energy_weight * m["energy_mse"] + c.forces_weight * m.get("forces_mse", 0.0)
+        return m
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        m = self._losses(self.model, batch, train=True)
+        self.log_dict({f"train_{k}": v.detach() for k, v in m.items()}, batch_size=batch["num_systems"],
+                      on_step=True, on_epoch=True, prog_bar=False)
+        return m["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        m = self._losses(self.eval_model(), batch, train=False)
+        self.log_dict({f"val_{k}": v.detach() for k, v in m.items()}, batch_size=batch["num_systems"],
+                      on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        m = self._losses(self.eval_model(), batch, train=False)
+        self.log_dict({f"test_{k}": v.detach() for k, v in m.items()}, batch_size=batch["num_systems"], on_epoch=True)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def configure_optimizers(self):
+        c = self.config
+        opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=c.lr_factor, patience=c.lr_patience,
+                                                             min_lr=c.lr_min)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        c = self.config
+        if c.lr_warmup_steps > 0 and self.trainer.global_step < c.lr_warmup_steps:
+            scale = (self.trainer.global_step + 1) / c.lr_warmup_steps
+            for group in optimizer.param_groups:
+                group["lr"] = scale * c.lr
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+

@@ -1,0 +1,129 @@
+"""The ASE calculator: agreement with Potential and finite differences, checkpoints, I/O, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.io import read, write
+from ase.optimize import BFGS
+
+from eqt.ase import Calculator
+from eqt.checkpoint import save_checkpoint
+from eqt.models.et import ET, ETConfig
+from eqt.physics.potential import Potential
+
+TINY = ETConfig(hidden_channels=16, num_layers=2, num_heads=2, num_rbf=8, cutoff_upper=4.0)
+
+
+def tiny_model(scale: float = 1.0) -> ET:
+    """A seeded tiny ET (fresh each call: the calculator casts its model in place)."""
+    torch.manual_seed(0)
+    model = ET(TINY)
+    model.energy_scale.fill_(scale)
+    model.atomref[1], model.atomref[6], model.atomref[8] = -13.6, -1029.0, -2041.0
+    return model
+
+
+def ethanol(rattle: float = 0.05) -> Atoms:
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(rattle, seed=3)
+    return atoms
+
+
+def test_matches_potential():
+    model = tiny_model()
+    atoms = ethanol()
+    atoms.calc = Calculator(model)
+    pot = Potential(model).eval()
+    z = torch.as_tensor(atoms.numbers, dtype=torch.long)
+    out = {k: v.detach() for k, v in pot(z, torch.as_tensor(atoms.positions)).items()}
+    assert atoms.get_potential_energy() == pytest.approx(float(out["energy"][0]), rel=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), out["forces"].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(atoms.get_potential_energies(), out["atom_energy"].numpy(), rtol=1e-10)
+    assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    assert atoms.calc.model is model and model.atomref.dtype == torch.float64
+    with pytest.raises(PropertyNotImplementedError, match="periodic in all 3"):
+        atoms.get_stress()
+
+
+@pytest.mark.filterwarnings("ignore:Please use:FutureWarning")
+def test_forces_match_numerical():
+    atoms = ethanol()
+    calc = Calculator(tiny_model(scale=5.0))
+    atoms.calc = calc
+    forces = atoms.get_forces()
+    numerical = calc.calculate_numerical_forces(atoms, d=1e-4)
+    assert np.abs(forces).max() > 0.1
+    assert np.abs(forces - numerical).max() < 1e-6 * np.abs(forces).max() + 1e-9
+
+
+@pytest.mark.filterwarnings("ignore:Please use:FutureWarning")
+def test_stress_matches_numerical():
+    atoms = bulk("NaCl", "rocksalt", a=5.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    calc = Calculator(tiny_model(scale=5.0))
+    atoms.calc = calc
+    stress = atoms.get_stress()
+    assert stress.shape == (6,)
+    numerical = calc.calculate_numerical_stress(atoms, d=1e-5)
+    assert np.abs(stress).max() > 1e-5
+    np.testing.assert_allclose(stress, numerical, rtol=1e-5, atol=1e-5 * np.abs(stress).max())
+    assert np.isfinite(atoms.get_forces()).all()
+
+
+def test_float32():
+    atoms = ethanol()
+    e64 = Calculator(tiny_model()).get_potential_energy(atoms)
+    calc32 = Calculator(tiny_model(), dtype=torch.float32)
+    assert calc32.model.atomref.dtype == torch.float32
+    assert calc32.get_potential_energy(atoms) == pytest.approx(e64, abs=1e-3)
+    assert calc32.get_forces(atoms).dtype == np.float64
+    with pytest.raises(ValueError, match="dtype"):
+        Calculator(tiny_model(), dtype=torch.float16)
+
+
+def test_bfgs_lowers_energy():
+    atoms = ethanol(rattle=0.1)
+    atoms.calc = Calculator(tiny_model(scale=5.0))
+    e0 = atoms.get_potential_energy()
+    BFGS(atoms, logfile=None).run(fmax=1e-3, steps=5)
+    assert atoms.get_potential_energy() < e0
+
+
+def test_checkpoint_path_and_elements(tmp_path):
+    model = tiny_model()
+    path = save_checkpoint(tmp_path / "model.pt", model, extra={"elements": [1, 6, 8]})
+    calc = Calculator(str(path))
+    assert calc.elements == [1, 6, 8]
+    atoms = ethanol()
+    assert calc.get_potential_energy(atoms) == pytest.approx(Calculator(model).get_potential_energy(atoms), rel=1e-12)
+    chloro = molecule("CH3CH2Cl")
+    cl = int(np.flatnonzero(chloro.numbers == 17)[0])
+    with pytest.raises(ValueError, match=rf"not seen in training: Cl \(atom {cl}\)"):
+        calc.get_potential_energy(chloro)
+    # a bare model knows no element list: only its max_z range is checked
+    assert np.isfinite(Calculator(tiny_model()).get_potential_energy(chloro))
+
+
+def test_bad_input():
+    calc = Calculator(tiny_model())
+    with pytest.raises(ValueError, match=r"atoms [01] and [01] .* closer than min_distance"):
+        calc.get_potential_energy(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.01]]))
+    with pytest.raises(ValueError, match="atomic number 100 at atom 1"):
+        calc.get_potential_energy(Atoms([1, 100], positions=[[0, 0, 0], [0, 0, 1.0]]))
+    with pytest.raises(TypeError, match="EnergyModel or a checkpoint path"):
+        Calculator(torch.nn.Linear(3, 1))
+
+
+def test_extxyz_round_trip(tmp_path):
+    atoms = ethanol()
+    atoms.calc = Calculator(tiny_model())
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    write(tmp_path / "out.xyz", atoms, format="extxyz")
+    back = read(tmp_path / "out.xyz", format="extxyz")
+    assert back.get_potential_energy() == pytest.approx(energy, rel=1e-9)
+    np.testing.assert_allclose(back.get_forces(), forces, rtol=1e-6, atol=1e-7)  # extxyz: 8 decimals

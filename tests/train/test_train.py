@@ -1,0 +1,77 @@
+"""Training: a killed run resumes and ends where an uninterrupted run ends; configs reject typos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("lightning", reason="training needs the 'train' extra: pip install eqt[train]")
+
+import lightning as L  # noqa: E402
+
+from eqt.checkpoint import load_model  # noqa: E402
+from eqt.train.config import TrainConfig, load_config  # noqa: E402
+from eqt.train.run import train  # noqa: E402
+
+
+class Crash(L.Callback):
+    """Simulates a killed job at the start of an epoch (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+@pytest.fixture(scope="module")
+def ethanol_small(shared_data, tmp_path_factory):
+    import ase.io
+
+    frames = ase.io.read(shared_data / "rmd17" / "ethanol_train.xyz", ":48")
+    path = tmp_path_factory.mktemp("data") / "ethanol48.xyz"
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+def _config(data, out, **kw):
+    base = dict(data=str(data), train_size=32, val_size=8, test_size=None, seed=3,
+                model={"hidden_channels": 16, "num_layers": 2, "num_heads": 2, "num_rbf": 8, "cutoff_upper": 4.0},
+                batch_size=8, inference_batch_size=16, max_epochs=4, lr=1e-3, lr_warmup_steps=5, ema_decay=0.9,
+                checkpoint_every_n_steps=1000, out_dir=str(out), progress_bar=False, log_every_n_steps=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_killed_run_resumes_to_the_same_result(ethanol_small, tmp_path):
+    full = train(_config(ethanol_small, tmp_path / "full"))
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(_config(ethanol_small, tmp_path / "killed"), callbacks=[Crash(epoch=2)])
+    assert (tmp_path / "killed" / "checkpoints" / "last.ckpt").exists()
+    resumed = train(_config(ethanol_small, tmp_path / "killed"))
+    for key in ("val_energy_mae", "val_forces_mae", "val_loss"):
+        assert resumed["val"][key] == pytest.approx(full["val"][key], rel=1e-6), key
+    a, b = load_model(full["model_path"]).state_dict(), load_model(resumed["model_path"]).state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_training_reduces_the_force_error(ethanol_small, tmp_path):
+    import csv
+
+    res = train(_config(ethanol_small, tmp_path / "run", max_epochs=15, lr=5e-3, ema_decay=0.0))
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv") as fh:
+        val = [float(r["val_forces_mae"]) for r in csv.DictReader(fh) if r.get("val_forces_mae")]
+    assert len(val) >= 8, "one validation per epoch expected"
+    assert val[-1] < 0.7 * val[0], f"validation force MAE did not drop: {val}"
+    assert res["model_path"].exists() and (tmp_path / "run" / "splits.npz").exists()
+
+
+def test_config_typo_names_the_nearest_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: x.xyz\nbatch_sise: 4\n")
+    with pytest.raises(ValueError, match="did you mean 'batch_size'"):
+        load_config(path)
+    with pytest.raises(ValueError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    assert load_config(None, ["batch_size=4", "model.hidden_channels=32"]).model == {"hidden_channels": 32}
