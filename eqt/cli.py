@@ -102,7 +102,7 @@ def _write_atoms(path: str, frames) -> None:
     import ase.io
 
     tmp = f"{path}.tmp"
-    ase.io.write(tmp, frames, format="extxyz")
+    ase.io.write(tmp, frames, format="extxyz", write_results=False)
     os.replace(tmp, path)
 
 

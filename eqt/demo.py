@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[1/4] sampling {a.frames} ethanol frames with GFN2-xTB MD at 500 K (tblite) ...", flush=True)
         frames = sample_md(molecule("CH3CH2OH"), temperature_K=500.0, n_frames=a.frames, interval=5, seed=0)
         tmp = out / "ethanol.tmp.xyz"
-        ase.io.write(tmp, frames, format="extxyz")
+        ase.io.write(tmp, frames, format="extxyz", write_results=False)
         tmp.replace(data)
     print(f"[1/4] data: {data} ({time.time() - t0:.0f} s)", flush=True)
 

@@ -69,8 +69,15 @@ class MDConfig(Config):
     def __post_init__(self) -> None:
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"MDConfig.integrator must be one of {', '.join(INTEGRATORS)}, got '{self.integrator}'")
-        positive = ("timestep_fs", "max_force", "max_displacement_per_step", "max_distance_growth")
-        for name in positive:
+        for name in ("steps", "log_interval", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"MDConfig.{name} must be an integer, got {value!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise ValueError(f"MDConfig.{f.name} must be a number, got {value!r}")
+        for name in ("timestep_fs", "max_force", "max_displacement_per_step", "max_distance_growth", "log_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MDConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("temperature_K", "friction_per_fs", "steps", "min_distance"):
@@ -78,10 +85,6 @@ class MDConfig(Config):
                 raise ValueError(f"MDConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.integrator == "langevin" and not self.friction_per_fs > 0:
             raise ValueError(f"MDConfig.friction_per_fs must be > 0 for Langevin, got {self.friction_per_fs}")
-        if not (isinstance(self.log_interval, int) and self.log_interval >= 1):
-            raise ValueError(f"MDConfig.log_interval must be an integer >= 1, got {self.log_interval}")
-        if not isinstance(self.steps, int):
-            raise ValueError(f"MDConfig.steps must be an integer, got {self.steps!r}")
 
 
 @dataclasses.dataclass
@@ -185,8 +188,9 @@ class _Checker:
             growth = _nearest_neighbour_distances(pos) - self.nn0
             if growth.max() > c.max_distance_growth:
                 i = int(growth.argmax())
-                raise MDInstabilityError(f"MD step {step}: atom {i} flew off (its nearest neighbour is {growth[i]:.4g} Å "
-                                         f"farther than at the start, max_distance_growth={c.max_distance_growth})",
+                raise MDInstabilityError(f"MD step {step}: atom {i} flew off (its nearest neighbour is "
+                                         f"{growth[i]:.4g} Å farther than at the start, "
+                                         f"max_distance_growth={c.max_distance_growth})",
                                          step, "distance_growth", (i,))
 
 

@@ -75,6 +75,15 @@ def test_stress_matches_numerical():
     assert np.isfinite(atoms.get_forces()).all()
 
 
+def test_slab_partially_periodic():
+    atoms = bulk("NaCl", "rocksalt", a=5.6, cubic=True)
+    atoms.pbc = [True, True, False]
+    atoms.calc = Calculator(tiny_model())
+    assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
+    with pytest.raises(PropertyNotImplementedError, match=r"pbc=\[True, True, False\]"):
+        atoms.get_stress()
+
+
 def test_float32():
     atoms = ethanol()
     e64 = Calculator(tiny_model()).get_potential_energy(atoms)
