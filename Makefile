@@ -1,5 +1,6 @@
 # eqt: two commands on a fresh machine.
-#   make test   - create .venv, install torch (CPU build) + eqt[test], run the tests
+#   make test   - create .venv, install torch (CPU build) + eqt[test,bench], run the tests
+#                 (bench = torchmd-net 3.1.0, so the weight-transplant test runs)
 #   make demo   - the main job end to end (see README)
 PY      ?= python3
 VENV    ?= .venv
@@ -19,7 +20,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -c constraints.txt -e ".[test]"
+	$(PIP) install -q -c constraints.txt -e ".[test,bench]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -30,9 +31,8 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m eqt.demo
 
-# Speed benchmark against torchmd-net (installs the benchmark-only dependency).
+# Speed benchmark against torchmd-net (side by side, same weights).
 bench: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/bench_et_speed.py
 
 clean:
