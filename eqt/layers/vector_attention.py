@@ -79,6 +79,16 @@ class EquivariantVectorAttention(nn.Module):
         nn.init.zeros_(self.qkv_proj.bias)
         nn.init.xavier_uniform_(self.vec_proj.weight)
 
+    @staticmethod
+    def _inplace() -> bool:
+        """In-place updates of temporaries are only safe when no graph is recorded."""
+        return not torch.is_grad_enabled()
+
+    def _act(self, x: Tensor) -> Tensor:
+        if self._inplace() and isinstance(self.act, nn.SiLU):
+            return nn.functional.silu(x, inplace=True)
+        return self.act(x)
+
     def forward(self, x: Tensor, vec: Tensor | None, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
                 rhat: Tensor) -> tuple[Tensor, Tensor]:
         """Residual updates of the scalar and vector features.
@@ -104,7 +114,7 @@ class EquivariantVectorAttention(nn.Module):
         if self.dk_proj is not None and self.dv_proj is not None:
             w = torch.cat([self.dk_proj.weight, self.dv_proj.weight])
             b = torch.cat([self.dk_proj.bias, self.dv_proj.bias])
-            dk, dv = self.act(nn.functional.linear(rbf, w, b)).split([F, 3 * F], dim=-1)
+            dk, dv = self._act(nn.functional.linear(rbf, w, b)).split([F, 3 * F], dim=-1)
         elif self.dk_proj is not None:
             dk = self.act(self.dk_proj(rbf))
         elif self.dv_proj is not None:
@@ -113,14 +123,14 @@ class EquivariantVectorAttention(nn.Module):
         # scores (E, H)
         qk = q.index_select(0, dst) * k.index_select(0, src)  # (E, F)
         if dk is not None:
-            qk = qk * dk
+            qk = qk.mul_(dk) if self._inplace() else qk * dk
         attn = edge_attention_weights(qk.view(-1, H, d).sum(-1), dst, N, self.attn_activation)  # (E, H)
 
         # values: the cutoff multiplies all three value blocks (vector_cutoff) or only the scores;
         # it is folded into the smallest factor of each product (scores, s2, rhat), same result.
         vj = v.index_select(0, src)  # (E, 3F)
         if dv is not None:
-            vj = vj * dv
+            vj = vj.mul_(dv) if self._inplace() else vj * dv
         s1, s2, s3 = vj.view(-1, H, 3 * d).split(d, dim=-1)  # (E, H, d) each
         c = cutoff.unsqueeze(-1)
         attn = attn * c
@@ -132,7 +142,7 @@ class EquivariantVectorAttention(nn.Module):
             s2 = s2.reshape(-1, 1, F)
             if self.vector_cutoff:
                 s2 = s2 * c.unsqueeze(-1)
-            msg = torch.addcmul(msg, vec.index_select(0, src), s2)
+            msg = msg.addcmul_(vec.index_select(0, src), s2)  # in place on a fresh temporary
         w = segment_sum(msg, dst, N)  # (N, 3, F)
 
         o1, o2, o3 = self.o_proj(y).split(F, dim=-1)
@@ -140,5 +150,5 @@ class EquivariantVectorAttention(nn.Module):
             return o3, w
         u1, u2, u3 = self.vec_proj(vec).split(F, dim=-1)  # (N, 3, F) each
         dx = (u1 * u2).sum(dim=1) * o2 + o3
-        dvec = torch.addcmul(w, u3, o1.unsqueeze(1))
+        dvec = w.addcmul_(u3, o1.unsqueeze(1))
         return dx, dvec
