@@ -26,16 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eqt.models.et import from_torchmdnet  # noqa: E402
+from eqt.models.et import from_torchmdnet, torchmdnet_args  # noqa: E402
 from eqt.physics.potential import Potential  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "rmd17" / "aspirin_test.xyz"
-ARGS = dict(model="equivariant-transformer", embedding_dimension=128, num_layers=6, num_heads=8, num_rbf=32,
-            rbf_type="expnorm", trainable_rbf=False, activation="silu", attn_activation="silu",
-            neighbor_embedding=True, distance_influence="both", cutoff_lower=0.0, cutoff_upper=5.0, max_z=100,
-            max_num_neighbors=32, vector_cutoff=True, output_model="Scalar", reduce_op="add", derivative=True,
-            prior_model=None, atom_filter=-1, precision=32, equivariance_invariance_group="O(3)",
-            static_shapes=False, check_errors=True, box_vecs=None, charge=False, spin=False)
+ARGS = torchmdnet_args()  # the ET-MD17 size
 
 
 def load_batch(n: int, device: str):

@@ -30,7 +30,7 @@ from eqt.layers.vector_attention import EquivariantVectorAttention
 from eqt.models.base import EnergyModel
 from eqt.primitives.radial import cosine_cutoff, safe_norm
 
-__all__ = ["ETConfig", "ET", "from_torchmdnet"]
+__all__ = ["ETConfig", "ET", "from_torchmdnet", "torchmdnet_args"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +120,26 @@ class ET(EnergyModel):
         for block in self.head:
             x, vec = block(x, vec)
         return x.squeeze(-1)
+
+
+def torchmdnet_args(config: ETConfig = ETConfig()) -> dict:
+    """The ``torchmdnet.models.model.create_model`` arguments of the same ET (for tests and benchmarks).
+
+    Args:
+        config: the eqt config to mirror.
+
+    Returns:
+        A dict for torchmd-net 3.1's ``create_model`` (scalar energy output, forces by autograd).
+    """
+    c = config
+    return dict(model="equivariant-transformer", embedding_dimension=c.hidden_channels, num_layers=c.num_layers,
+                num_heads=c.num_heads, num_rbf=c.num_rbf, rbf_type=c.rbf_type, trainable_rbf=c.trainable_rbf,
+                activation=c.activation, attn_activation=c.attn_activation, neighbor_embedding=c.neighbor_embedding,
+                distance_influence=c.distance_influence, cutoff_lower=c.cutoff_lower, cutoff_upper=c.cutoff_upper,
+                max_z=c.max_z, max_num_neighbors=32, vector_cutoff=c.vector_cutoff, output_model="Scalar",
+                reduce_op="add", derivative=True, prior_model=None, atom_filter=-1, precision=32,
+                equivariance_invariance_group="O(3)", static_shapes=False, check_errors=True, box_vecs=None,
+                charge=False, spin=False)
 
 
 def from_torchmdnet(model_or_checkpoint) -> ET:
