@@ -7,7 +7,9 @@ with ``edge_index[0] = j`` (source) and ``edge_index[1] = i`` (target), unit vec
 Per head ``h`` (``d = F / H`` channels):
 
 - score ``a_ij = act_attn(sum_c q_i,c k_j,c D^K_ij,c)`` with ``D^K = act(W_dk e(d_ij))``;
-- values ``(s1, s2, s3)_ij = split(v_j * D^V_ij)``, ``D^V = act(W_dv e(d_ij))``;
+- values ``(s1, s2, s3)_ij = split(v_j * D^V_ij)``, ``D^V = act(W_dv e(d_ij))``; eqt stores the
+  value projection as three contiguous blocks ``[s1 | s2 | s3]`` of ``F`` channels each (head-major
+  inside a block), TorchMD-NET interleaves them per head (``from_torchmdnet`` permutes the rows);
 - the cosine cutoff multiplies the values (``vector_cutoff=True``, continuous energy) or only the
   scores (the original ET, discontinuous at the cutoff; kept to load old checkpoints);
 - ``y_i = sum_j a_ij s1_ij`` and ``w_i = sum_j vec_j s2_ij + s3_ij rhat_ij``;
@@ -23,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from eqt.primitives.activations import activation
-from eqt.primitives.attention import edge_attention_weights
+from eqt.primitives.attention import edge_attention_weights, is_elementwise
 from eqt.primitives.segment import segment_sum
 
 __all__ = ["EquivariantVectorAttention"]
@@ -62,8 +64,10 @@ class EquivariantVectorAttention(nn.Module):
         self.qkv_proj = nn.Linear(F, 5 * F)  # q (F) | k (F) | v (3F)
         self.o_proj = nn.Linear(F, 3 * F)
         self.vec_proj = nn.Linear(F, 3 * F, bias=False)
-        self.dk_proj = nn.Linear(num_rbf, F) if distance_influence in ("keys", "both") else None
-        self.dv_proj = nn.Linear(num_rbf, 3 * F) if distance_influence in ("values", "both") else None
+        # radial filters D^K (F, keys) and D^V (3F, values) as one Linear: [D^K | D^V]
+        self.filter_sizes = [F] * (distance_influence in ("keys", "both")) + [3 * F] * (distance_influence in ("values", "both"))
+        self.filter_proj = nn.Linear(num_rbf, sum(self.filter_sizes)) if self.filter_sizes else None
+        self.distance_influence = distance_influence
         self.act = activation(act)
         self.reset_parameters()
 
@@ -72,10 +76,12 @@ class EquivariantVectorAttention(nn.Module):
         F = self.channels
         for block in self.qkv_proj.weight.split([F, F, 3 * F]):  # Xavier per projection, as in ET
             nn.init.xavier_uniform_(block)
-        for lin in (self.o_proj, self.dk_proj, self.dv_proj):
-            if lin is not None:
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
+        nn.init.xavier_uniform_(self.o_proj.weight)
+        nn.init.zeros_(self.o_proj.bias)
+        if self.filter_proj is not None:  # Xavier per filter, as the separate layers of ET
+            for block in self.filter_proj.weight.split(self.filter_sizes):
+                nn.init.xavier_uniform_(block)
+            nn.init.zeros_(self.filter_proj.bias)
         nn.init.zeros_(self.qkv_proj.bias)
         nn.init.xavier_uniform_(self.vec_proj.weight)
 
@@ -89,61 +95,75 @@ class EquivariantVectorAttention(nn.Module):
             return nn.functional.silu(x, inplace=True)
         return self.act(x)
 
+    def _filters(self, rbf: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Radial filters ``D^K (E, F)`` and ``D^V (E, 3F)``: one matmul and one activation."""
+        if self.filter_proj is None:
+            return None, None
+        out = self._act(self.filter_proj(rbf))
+        if self.distance_influence == "both":
+            dk, dv = out.split(self.filter_sizes, dim=-1)
+            return dk, dv
+        return (out, None) if self.distance_influence == "keys" else (None, out)
+
     def forward(self, x: Tensor, vec: Tensor | None, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
-                rhat: Tensor) -> tuple[Tensor, Tensor]:
+                rhat: Tensor, self_rbf: Tensor | None = None, self_cutoff: float = 1.0) -> tuple[Tensor, Tensor]:
         """Residual updates of the scalar and vector features.
 
         Args:
             x: ``(N, F)`` scalars.
             vec: ``(N, 3, F)`` vectors, or ``None`` when they are all zero (ET's first layer), which
                 skips the terms that vanish.
-            edge_index: ``(2, E)`` edges ``j -> i`` (self-loops included in ET).
+            edge_index: ``(2, E)`` edges ``j -> i``.
             rbf: ``(E, K)`` radial basis.
             cutoff: ``(E,)`` cosine cutoff ``phi(d_ij)``.
-            rhat: ``(E, 3)`` unit edge vectors (zero on self-loops).
+            rhat: ``(E, 3)`` unit edge vectors.
+            self_rbf: ``(K,)`` radial basis at ``d = 0``: when given, every atom also attends to
+                itself (ET's self-loops, ``rhat = 0``), computed per atom instead of as ``N`` more
+                edges. Needs an element-wise ``attn_activation``.
+            self_cutoff: the cutoff at ``d = 0``.
 
         Returns:
             ``dx (N, F)``, ``dvec (N, 3, F)``.
         """
         N, F, H, d = x.shape[0], self.channels, self.num_heads, self.head_dim
         src, dst = edge_index[0], edge_index[1]
-        q, k, v = self.qkv_proj(self.layernorm(x)).split([F, F, 3 * F], dim=-1)
+        q, k, v = self.qkv_proj(self.layernorm(x)).split([F, F, 3 * F], dim=-1)  # v = [s1 | s2 | s3] (N, 3F)
+        dk, dv = self._filters(rbf)
+        inplace = self._inplace()
 
-        # radial filters D^K (E, F) and D^V (E, 3F) in one matmul and one activation
-        dk = dv = None
-        if self.dk_proj is not None and self.dv_proj is not None:
-            w = torch.cat([self.dk_proj.weight, self.dv_proj.weight])
-            b = torch.cat([self.dk_proj.bias, self.dv_proj.bias])
-            dk, dv = self._act(nn.functional.linear(rbf, w, b)).split([F, 3 * F], dim=-1)
-        elif self.dk_proj is not None:
-            dk = self.act(self.dk_proj(rbf))
-        elif self.dv_proj is not None:
-            dv = self.act(self.dv_proj(rbf))
-
-        # scores (E, H)
+        # edge scores (E, H)
         qk = q.index_select(0, dst) * k.index_select(0, src)  # (E, F)
         if dk is not None:
-            qk = qk.mul_(dk) if self._inplace() else qk * dk
+            qk = qk.mul_(dk) if inplace else qk * dk
         attn = edge_attention_weights(qk.view(-1, H, d).sum(-1), dst, N, self.attn_activation)  # (E, H)
 
-        # values: the cutoff multiplies all three value blocks (vector_cutoff) or only the scores;
+        # values; the cutoff multiplies all three value blocks (vector_cutoff) or only the scores:
         # it is folded into the smallest factor of each product (scores, s2, rhat), same result.
         vj = v.index_select(0, src)  # (E, 3F)
         if dv is not None:
-            vj = vj.mul_(dv) if self._inplace() else vj * dv
-        s1, s2, s3 = vj.view(-1, H, 3 * d).split(d, dim=-1)  # (E, H, d) each
-        c = cutoff.unsqueeze(-1)
+            vj = vj.mul_(dv) if inplace else vj * dv
+        s1, s2, s3 = vj.split(F, dim=-1)  # (E, F) each, contiguous column blocks
+        c = cutoff.unsqueeze(-1)  # (E, 1)
         attn = attn * c
-        y = segment_sum((s1 * attn.unsqueeze(-1)).reshape(-1, F), dst, N)  # (N, F)
-        s3 = s3.reshape(-1, 1, F)
+        y = segment_sum((s1.view(-1, H, d) * attn.unsqueeze(-1)).view(-1, F), dst, N)  # (N, F)
         r = rhat * c if self.vector_cutoff else rhat  # (E, 3)
-        msg = r.unsqueeze(-1) * s3  # (E, 3, F)
+        msg = r.unsqueeze(-1) * s3.unsqueeze(1)  # (E, 3, F)
         if vec is not None:
-            s2 = s2.reshape(-1, 1, F)
-            if self.vector_cutoff:
-                s2 = s2 * c.unsqueeze(-1)
-            msg = msg.addcmul_(vec.index_select(0, src), s2)  # in place on a fresh temporary
+            s2 = s2 * c if self.vector_cutoff else s2
+            msg = msg.addcmul_(vec.index_select(0, src), s2.unsqueeze(1))  # in place on a fresh temporary
         w = segment_sum(msg, dst, N)  # (N, 3, F)
+
+        if self_rbf is not None:  # self-loops: d = 0, rhat = 0, per atom
+            if not is_elementwise(self.attn_activation):
+                raise ValueError("dense self-loops need an element-wise attention activation, not softmax")
+            dk0, dv0 = self._filters(self_rbf.unsqueeze(0))  # (1, F), (1, 3F)
+            qk0 = q * k if dk0 is None else q * k * dk0
+            a0 = edge_attention_weights(qk0.view(N, H, d).sum(-1), dst, N, self.attn_activation) * self_cutoff
+            v0 = v if dv0 is None else v * dv0
+            y = y + (v0[:, :F].view(N, H, d) * a0.unsqueeze(-1)).view(N, F)
+            if vec is not None:
+                s2_0 = v0[:, F:2 * F] * self_cutoff if self.vector_cutoff else v0[:, F:2 * F]
+                w = w.addcmul_(vec, s2_0.unsqueeze(1))
 
         o1, o2, o3 = self.o_proj(y).split(F, dim=-1)
         if vec is None:  # U1 vec = U2 vec = U3 vec = 0

@@ -99,16 +99,17 @@ class ET(EnergyModel):
         if self.neighbor_embedding is not None:
             x = self.neighbor_embedding(z, x, edge_index, dist, rbf)
 
-        # attention edges: the graph plus one self-loop per atom (d = 0, rhat = 0)
-        loops = torch.arange(N, device=z.device)
-        edges = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)  # (2, E + N)
-        rbf = torch.cat([rbf, self.rbf(dist.new_zeros(1)).expand(N, -1)], dim=0)
-        cut = cosine_cutoff(torch.cat([dist, dist.new_zeros(N)]), c.cutoff_upper, c.cutoff_lower)
-        rhat = torch.cat([edge_vec / dist.clamp(min=1e-12).unsqueeze(-1), edge_vec.new_zeros(N, 3)], dim=0)
+        # every atom also attends to itself (d = 0, rhat = 0): passed as the basis at d = 0 and
+        # computed per atom inside the layers, not as N extra edges
+        cut = cosine_cutoff(dist, c.cutoff_upper, c.cutoff_lower)
+        rhat = edge_vec / dist.clamp(min=1e-12).unsqueeze(-1)
+        zero = dist.new_zeros(1)
+        self_rbf = self.rbf(zero)[0]  # (K,)
+        self_cut = 1.0 if c.cutoff_lower == 0 else 0.0  # cosine_cutoff(0) without a host sync
 
         vec = None  # all zero before the first layer; the layer skips the terms that vanish
         for layer in self.layers:
-            dx, dvec = layer(x, vec, edges, rbf, cut, rhat)
+            dx, dvec = layer(x, vec, edge_index, rbf, cut, rhat, self_rbf, self_cut)
             x, vec = x + dx, dvec if vec is None else vec + dvec
         if vec is None:
             vec = x.new_zeros(N, 3, x.shape[1])
@@ -140,6 +141,12 @@ def torchmdnet_args(config: ETConfig = ETConfig()) -> dict:
                 reduce_op="add", derivative=True, prior_model=None, atom_filter=-1, precision=32,
                 equivariance_invariance_group="O(3)", static_shapes=False, check_errors=True, box_vecs=None,
                 charge=False, spin=False)
+
+
+def _blocks(w: Tensor, heads: int) -> Tensor:
+    """TorchMD-NET's per-head interleaved value rows ``(H, 3, d)`` -> eqt's blocks ``(3, H, d)``."""
+    rest = w.shape[1:]
+    return w.reshape(heads, 3, -1, *rest).transpose(0, 1).reshape(w.shape)
 
 
 def from_torchmdnet(model_or_checkpoint) -> ET:
@@ -194,12 +201,17 @@ def from_torchmdnet(model_or_checkpoint) -> ET:
             mapped["neighbor_embedding." + name] = s[r + "neighbor_embedding." + name]
     for i in range(config.num_layers):
         a, b = f"{r}attention_layers.{i}.", f"layers.{i}."
-        mapped[b + "qkv_proj.weight"] = torch.cat([s[a + p + "_proj.weight"] for p in "qkv"])
-        mapped[b + "qkv_proj.bias"] = torch.cat([s[a + p + "_proj.bias"] for p in "qkv"])
-        for name in ("layernorm.weight", "layernorm.bias", "o_proj.weight", "o_proj.bias", "vec_proj.weight",
-                     "dk_proj.weight", "dk_proj.bias", "dv_proj.weight", "dv_proj.bias"):
-            if a + name in s:
-                mapped[b + name] = s[a + name]
+        mapped[b + "qkv_proj.weight"] = torch.cat([s[a + "q_proj.weight"], s[a + "k_proj.weight"],
+                                                   _blocks(s[a + "v_proj.weight"], config.num_heads)])
+        mapped[b + "qkv_proj.bias"] = torch.cat([s[a + "q_proj.bias"], s[a + "k_proj.bias"],
+                                                 _blocks(s[a + "v_proj.bias"], config.num_heads)])
+        for name in ("layernorm.weight", "layernorm.bias", "o_proj.weight", "o_proj.bias", "vec_proj.weight"):
+            mapped[b + name] = s[a + name]
+        for p in ("weight", "bias"):
+            parts = ([s[f"{a}dk_proj.{p}"]] if f"{a}dk_proj.{p}" in s else []) + (
+                [_blocks(s[f"{a}dv_proj.{p}"], config.num_heads)] if f"{a}dv_proj.{p}" in s else [])
+            if parts:
+                mapped[f"{b}filter_proj.{p}"] = torch.cat(parts)
     for i in range(2):
         a, b = f"output_model.output_network.{i}.", f"head.{i}."
         for name in ("vec1_proj.weight", "vec2_proj.weight"):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from eqt.primitives.activations import ACTIVATIONS
 from eqt.primitives.segment import segment_softmax
 
-__all__ = ["edge_attention_weights"]
+__all__ = ["edge_attention_weights", "is_elementwise"]
 
 
 
@@ -27,20 +28,23 @@ def edge_attention_weights(scores: Tensor, target: Tensor, num_nodes: int, norma
         scores: ``(E, H)`` scores per edge and head.
         target: ``(E,)`` target atom of each edge (the aggregation index).
         num_nodes: number of atoms ``N``.
-        normalization: ``"softmax"`` over each target's edges, or an element-wise activation
-            (``"silu"``, ``"sigmoid"``, ``"tanh"``, ``"none"``).
+        normalization: ``"softmax"`` over each target's edges, ``"none"``, or the name of an
+            element-wise activation (``silu``, ``ssp``, ``tanh``, ``sigmoid``).
 
     Returns:
         ``(E, H)`` weights.
     """
     if normalization == "softmax":
         return segment_softmax(scores, target, num_nodes)
-    if normalization == "silu":
-        return F.silu(scores)
-    if normalization == "sigmoid":
-        return scores.sigmoid()
-    if normalization == "tanh":
-        return scores.tanh()
     if normalization == "none":
         return scores
+    if normalization == "silu":
+        return F.silu(scores)
+    if normalization in ACTIVATIONS:
+        return ACTIVATIONS[normalization]()(scores)
     raise ValueError(f"unknown attention normalization '{normalization}'")
+
+
+def is_elementwise(normalization: str) -> bool:
+    """Whether each edge's weight depends on its own score only (so edges can be split freely)."""
+    return normalization != "softmax"

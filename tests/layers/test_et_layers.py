@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from eqt.layers.embedding import NeighborEmbedding
@@ -32,7 +33,8 @@ def _random_biases(module):
     return module.double()
 
 
-def test_vector_attention_equivariant():
+@pytest.mark.parametrize("self_loops", [False, True])
+def test_vector_attention_equivariant(self_loops):
     z, pos, edge_index, vec = _graph()
     n = len(z)
     d = vec.norm(dim=-1)
@@ -42,9 +44,11 @@ def test_vector_attention_equivariant():
     x = torch.randn(n, F, dtype=torch.float64)
     v = torch.randn(n, 3, F, dtype=torch.float64)
     rhat = vec / d.unsqueeze(-1)
-    err = assert_equivariant(layer, O3() * Permutations(n),
-                             [(x, Invariant(atom_axis=0)), (v, Vector(spatial_axis=1)), (edge_index, AtomIndex()),
-                              (rbf, Invariant()), (cosine_cutoff(d, 4.0), Invariant()), (rhat, Vector(atom_axis=None))],
+    inputs = [(x, Invariant(atom_axis=0)), (v, Vector(spatial_axis=1)), (edge_index, AtomIndex()),
+              (rbf, Invariant()), (cosine_cutoff(d, 4.0), Invariant()), (rhat, Vector(atom_axis=None))]
+    if self_loops:
+        inputs.append((ExpNormalBasis(8, 4.0).double()(torch.zeros(1, dtype=torch.float64))[0], Invariant()))
+    err = assert_equivariant(layer, O3() * Permutations(n), inputs,
                              [Invariant(atom_axis=0), Vector(spatial_axis=1)], n_samples=6)
     assert err < 1e-10
 
