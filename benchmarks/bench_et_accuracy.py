@@ -321,8 +321,8 @@ def conversion_check(ckpt: Path, model, frames, n: int = 8) -> dict:
     tm = tmd_load(str(ckpt), derivative=True).float().eval()
     y, neg_dy = tm(z, pos, batch=batch)
     out = Potential(model.float().eval())(z, pos, batch, num_systems=len(sub), forces=True)
-    return {"max_abs_dE_eV": float((y.reshape(-1) - out["energy"]).abs().max()),
-            "max_abs_dF_eV_per_A": float((neg_dy - out["forces"]).abs().max())}
+    return {"max_abs_dE_eV": float((y.reshape(-1) - out["energy"]).abs().max().detach()),
+            "max_abs_dF_eV_per_A": float((neg_dy - out["forces"]).abs().max().detach())}
 
 
 def evaluate_task(prep: dict, status: dict, eval_dtype: str, t: dict) -> dict:

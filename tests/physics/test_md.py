@@ -48,10 +48,11 @@ class _Scripted(AseCalculator):
 
 
 def test_nve_conserves_energy_and_writes_files(tmp_path):
-    # the random tiny model has no short-range repulsion: allow closer contacts than the default
-    config = MDConfig(integrator="verlet", timestep_fs=0.25, steps=200, log_interval=5, min_distance=0.2)
+    # the random tiny model has no short-range repulsion: a soft Lennard-Jones wall keeps atoms apart
+    config = MDConfig(integrator="verlet", timestep_fs=0.25, steps=200, log_interval=5)
     atoms = molecule("CH3CH2OH")
-    result = run_md(atoms, tiny_calculator(scale=5.0), config, trajectory=tmp_path / "md.traj", log=tmp_path / "md.csv")
+    calc = SumCalculator([tiny_calculator(scale=5.0), LennardJones(sigma=1.0, epsilon=0.02, rc=2.0, smooth=True)])
+    result = run_md(atoms, calc, config, trajectory=tmp_path / "md.traj", log=tmp_path / "md.csv")
     assert result.steps_done == 200
     assert len(result.energies) == len(result.temperatures) == 41
     ekin = result.energies - result.potential_energies
