@@ -107,8 +107,10 @@ def max_time_str(seconds: float) -> str:
     return f"{d:02d}:{h:02d}:{m:02d}:{s:02d}"
 
 
-def worker_env() -> dict:
+def worker_env(accelerator: str) -> dict:
     env = dict(os.environ)
+    if accelerator == "cpu":  # torchmd-train picks its accelerator itself ("auto"): hide any GPU
+        env["CUDA_VISIBLE_DEVICES"] = ""
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[k] = "1"
     env["PYTHONUNBUFFERED"] = "1"
@@ -213,7 +215,7 @@ def prepare(task: str, out: Path, only: str | None) -> dict:
         prep["eqt_result"] = d.parent / f"eqt-{task}.result.json"
         prep["eqt_spec"].write_text(json.dumps({"result": str(prep["eqt_result"]), "overrides": {
             "data": str(train_file), "train_size": t["n_train"], "val_size": t["n_val"], "test_size": 0,
-            "seed": SEED, "out_dir": str(d), "progress_bar": False, "accelerator": "cpu", "devices": 1,
+            "seed": SEED, "out_dir": str(d), "progress_bar": False, "devices": 1,
             "precision": "float32"}}))
     if only in (None, "torchmd-net"):
         d = dirs["torchmd-net"]
@@ -241,15 +243,15 @@ def progress(prep: dict) -> str:
     return "; ".join(parts) + " (as flushed to metrics.csv)"
 
 
-def run_training(prep: dict, seconds: float, grace: float) -> dict:
-    env, procs = worker_env(), {}
+def run_training(prep: dict, seconds: float, grace: float, accelerator: str) -> dict:
+    env, procs = worker_env(accelerator), {}
     max_time = max_time_str(seconds)
     logs = {}
     if "eqt_spec" in prep:
         logs["eqt"] = prep["dirs"]["eqt"].parent / f"eqt-{prep['task']}.log"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--eqt-worker", str(prep["eqt_spec"])]
         spec = json.loads(prep["eqt_spec"].read_text())
-        spec["overrides"]["max_time"] = max_time
+        spec["overrides"].update(max_time=max_time, accelerator=accelerator)
         prep["eqt_spec"].write_text(json.dumps(spec))
         procs["eqt"] = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=logs["eqt"].open("w"), stderr=subprocess.STDOUT)
     if "tmdnet_conf" in prep:
@@ -362,7 +364,7 @@ def evaluate_task(prep: dict, status: dict, eval_dtype: str, t: dict) -> dict:
         res[code]["test"] = {}
         for name, frames in tests.items():
             r = evaluate(model, frames, batch_size=64, dtype=dtype)
-            res[code]["test"][name] = {k: float(r[k]) for k in ("n_frames", "energy_mae", "energy_rmse",
+            res[code]["test"][name] = {"n_frames": int(r["n_frames"])} | {k: float(r[k]) for k in ("energy_mae", "energy_rmse",
                                                                  "forces_mae", "forces_rmse")}
             log(f"{prep['task']}: {code} on {name} ({r['n_frames']} frames): energy MAE {r['energy_mae']:.2f} meV, "
                 f"force MAE {r['forces_mae']:.2f} meV/Å")
@@ -396,6 +398,8 @@ def main() -> None:
     p.add_argument("--grace-minutes", type=float, default=None,
                    help="how long past its budget a training may run (final validation, saving) before it is "
                         "terminated and counted as failed (default: max(5, budget/4))")
+    p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
+                   help="where both trainings run (one device each; the evaluation runs on the CPU)")
     p.add_argument("--eval-dtype", choices=["float32", "float64"], default="float32",
                    help="dtype of the test evaluation (both models were trained in float32)")
     p.add_argument("--eval-threads", type=int, default=1, help="torch threads for the test evaluation")
@@ -419,9 +423,9 @@ def main() -> None:
     tasks = list(TASKS) if a.task == "all" else [a.task]
     json_path = out / "accuracy.json"
     results: dict = {}
-    meta = {"minutes": a.minutes, "only": a.only, "eval_dtype": a.eval_dtype, "seed": SEED,
+    meta = {"minutes": a.minutes, "accelerator": a.accelerator, "only": a.only, "eval_dtype": a.eval_dtype, "seed": SEED,
             "host": platform.node(), "cpu": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads_per_training": 1, "concurrent": a.only is None}
+            "torch": torch.__version__, "threads_per_training": 1, "grace_s": grace, "concurrent": a.only is None}
     try:
         import importlib.metadata as md
 
@@ -431,7 +435,7 @@ def main() -> None:
     for task in tasks:
         log(f"{task}: preparing data, split {TASKS[task]['n_train']}/{TASKS[task]['n_val']} (seed {SEED})")
         prep = prepare(task, out, a.only)
-        status = run_training(prep, seconds, grace)
+        status = run_training(prep, seconds, grace, a.accelerator)
         failed = {c: s for c, s in status.items() if s["rc"] != 0}
         if not failed and "eqt" in status and not Path(prep["eqt_result"]).is_file():
             failed["eqt"] = {**status["eqt"], "error": "no result file"}

@@ -45,13 +45,23 @@ def cmd_train(a) -> None:
 
 
 def cmd_test(a) -> None:
-    from eqt.checkpoint import load_model
+    from ase.data import chemical_symbols
+
+    from eqt.checkpoint import load_checkpoint, load_model
     from eqt.data.readers import read_frames
     from eqt.train.evaluate import evaluate, format_table, parity_plot
 
     model = load_model(a.checkpoint)
     frames = read_frames(a.data, energy_key=a.energy_key, forces_key=a.forces_key, units=a.units,
                          require_energy=True, require_forces=False)
+    known = load_checkpoint(a.checkpoint).get("extra", {}).get("elements")
+    if known:
+        for f, zs in enumerate(frames.z):
+            unseen = sorted(set(int(z) for z in zs) - set(known))
+            if unseen:
+                raise ValueError(f"{a.data}: frame {f} has element(s) {', '.join(chemical_symbols[z] for z in unseen)} "
+                                 f"that the model never saw in training (it knows "
+                                 f"{', '.join(chemical_symbols[z] for z in known)})")
     res = evaluate(model, frames, batch_size=a.batch_size)
     print(format_table(res))
     if a.plot:

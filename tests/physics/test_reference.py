@@ -93,3 +93,22 @@ def test_unknown_method_raises():
         sample_md(water, method="GFN0", n_frames=1)
     with pytest.raises(ValueError, match="pyscf:PBE"):
         label([water], "pyscf:PBE")
+
+
+def test_pyscf_dft_forces_are_minus_energy_gradient():
+    pytest.importorskip("pyscf", reason="PySCF labelling needs `pip install pyscf`")
+    from ase.build import molecule
+
+    from eqt.physics.reference import label
+
+    water = molecule("H2O")
+    (ref,) = label([water], "pyscf:PBE/def2-SVP")
+    energy = ref.get_potential_energy()
+    assert -2080.0 < energy < -2070.0, f"PBE/def2-SVP water energy {energy} eV is not about -76.3 Hartree"
+    h = 1e-3
+    plus, minus = water.copy(), water.copy()
+    plus.positions[1, 1] += h
+    minus.positions[1, 1] -= h
+    e_plus, e_minus = (a.get_potential_energy() for a in label([plus, minus], "pyscf:PBE/def2-SVP"))
+    fd = -(e_plus - e_minus) / (2 * h)
+    assert abs(ref.get_forces()[1, 1] - fd) < 2e-3 * max(abs(fd), 1e-3) + 1e-4, (ref.get_forces()[1, 1], fd)
