@@ -36,6 +36,8 @@ def test_label_then_test_with_parity_plot(workdir, capsys):
                  str(workdir / "parity.png")]) == 0
     out = capsys.readouterr().out
     assert "forces (meV/Å)" in out and (workdir / "parity.png").stat().st_size > 1000
+    assert main(["test", str(workdir / "model.pt"), str(workdir / "relabelled.xyz"), "--report-units", "kcal/mol"]) == 0
+    assert "forces (kcal/mol/Å)" in capsys.readouterr().out
 
 
 def test_unseen_element_is_a_one_line_error(workdir, capsys):

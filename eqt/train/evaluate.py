@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase import units as ase_units
 from ase.data import chemical_symbols
 
 from eqt.physics.potential import Potential
@@ -60,15 +61,19 @@ def evaluate(model: torch.nn.Module, frames, batch_size: int = 64, dtype: torch.
     return res
 
 
-def format_table(res: dict[str, Any]) -> str:
-    """A plain-text table of :func:`evaluate` metrics."""
-    lines = [f"frames: {res['n_frames']}", "", f"{'quantity':<22}{'MAE':>12}{'RMSE':>12}",
-             f"{'energy (meV)':<22}{res['energy_mae']:>12.2f}{res['energy_rmse']:>12.2f}",
-             f"{'energy/atom (meV)':<22}{res['energy_mae_per_atom']:>12.3f}{'':>12}"]
+def format_table(res: dict[str, Any], units: str = "eV") -> str:
+    """A plain-text table of :func:`evaluate` metrics, in meV (``units="eV"``) or kcal/mol."""
+    if units not in ("eV", "kcal/mol"):
+        raise ValueError(f"units must be eV or kcal/mol, got '{units}'")
+    k = 1.0 if units == "eV" else 1e-3 * ase_units.eV / (ase_units.kcal / ase_units.mol)
+    e, f = ("meV", "meV/Å") if units == "eV" else ("kcal/mol", "kcal/mol/Å")
+    lines = [f"frames: {res['n_frames']}", "", f"{'quantity':<26}{'MAE':>12}{'RMSE':>12}",
+             f"{f'energy ({e})':<26}{k * res['energy_mae']:>12.4g}{k * res['energy_rmse']:>12.4g}",
+             f"{f'energy/atom ({e})':<26}{k * res['energy_mae_per_atom']:>12.4g}{'':>12}"]
     if "forces_mae" in res:
-        lines.append(f"{'forces (meV/Å)':<22}{res['forces_mae']:>12.2f}{res['forces_rmse']:>12.2f}")
-        lines += ["", "force MAE by element (meV/Å):"]
-        lines += [f"  {sym:<4}{mae:>10.2f}" for sym, mae in res["forces_mae_by_element"].items()]
+        lines.append(f"{f'forces ({f})':<26}{k * res['forces_mae']:>12.4g}{k * res['forces_rmse']:>12.4g}")
+        lines += ["", f"force MAE by element ({f}):"]
+        lines += [f"  {sym:<4}{k * mae:>10.4g}" for sym, mae in res["forces_mae_by_element"].items()]
     return "\n".join(lines)
 
 
