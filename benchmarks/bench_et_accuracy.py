@@ -364,8 +364,8 @@ def evaluate_task(prep: dict, status: dict, eval_dtype: str, t: dict) -> dict:
         res[code]["test"] = {}
         for name, frames in tests.items():
             r = evaluate(model, frames, batch_size=64, dtype=dtype)
-            res[code]["test"][name] = {"n_frames": int(r["n_frames"])} | {k: float(r[k]) for k in ("energy_mae", "energy_rmse",
-                                                                 "forces_mae", "forces_rmse")}
+            keys = ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")
+            res[code]["test"][name] = {"n_frames": int(r["n_frames"]), **{k: float(r[k]) for k in keys}}
             log(f"{prep['task']}: {code} on {name} ({r['n_frames']} frames): energy MAE {r['energy_mae']:.2f} meV, "
                 f"force MAE {r['forces_mae']:.2f} meV/Å")
     return res
@@ -423,7 +423,8 @@ def main() -> None:
     tasks = list(TASKS) if a.task == "all" else [a.task]
     json_path = out / "accuracy.json"
     results: dict = {}
-    meta = {"minutes": a.minutes, "accelerator": a.accelerator, "only": a.only, "eval_dtype": a.eval_dtype, "seed": SEED,
+    meta = {"minutes": a.minutes, "accelerator": a.accelerator, "only": a.only, "eval_dtype": a.eval_dtype,
+            "seed": SEED,
             "host": platform.node(), "cpu": platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads_per_training": 1, "grace_s": grace, "concurrent": a.only is None}
     try:
@@ -441,8 +442,8 @@ def main() -> None:
             failed["eqt"] = {**status["eqt"], "error": "no result file"}
         if failed:
             for code, s in failed.items():
-                print(f"\n{code} failed on {task} ({'terminated past its budget' if s.get('killed') else 'exit ' + str(s['rc'])});"
-                      f" tail of {s['log']}:\n{tail(Path(s['log']))}", file=sys.stderr)
+                why = "terminated past its budget" if s.get("killed") else s.get("error", f"exit {s['rc']}")
+                print(f"\n{code} failed on {task} ({why}); tail of {s['log']}:\n{tail(Path(s['log']))}", file=sys.stderr)
             sys.exit(1)
         codes = evaluate_task(prep, status, a.eval_dtype, TASKS[task])
         results[task] = {"train_file": prep["train_file"], "n_train": int(len(prep["splits"]["train"])),

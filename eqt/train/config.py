@@ -15,7 +15,8 @@ __all__ = ["TrainConfig", "load_config", "apply_overrides"]
 class TrainConfig(Config):
     """Everything a training run needs (defaults: TorchMD-NET's ``ET-MD17.yaml`` recipe).
 
-    Data keys are read by :func:`eqt.data.readers.read_frames`; ``model`` holds the model's own
+    ``ema_decay`` averages the weights (0 = off); ``loss_ema_alpha_*`` is TorchMD-NET's smoothing
+    of the loss terms (``ema_alpha_y``/``ema_alpha_neg_dy``; 1 = off). Data keys are read by :func:`eqt.data.readers.read_frames`; ``model`` holds the model's own
     config keys (e.g. :class:`eqt.models.et.ETConfig`), validated when the model is built.
     """
 
@@ -45,6 +46,8 @@ class TrainConfig(Config):
     early_stopping_patience: int = 300
     gradient_clip: float = 0.0
     ema_decay: float = 0.0
+    loss_ema_alpha_energy: float = 1.0
+    loss_ema_alpha_forces: float = 1.0
     precision: str = "float32"
     standardize: bool = True
     atomrefs: bool = True

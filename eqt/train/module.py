@@ -29,6 +29,7 @@ class PotentialModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, config: TrainConfig):
         super().__init__()
         self.model, self.config = model, config
+        self._loss_ema: dict[str, dict[str, Tensor]] = {"train": {}, "val": {}}
         self.ema = None
         if config.ema_decay > 0:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -39,7 +40,7 @@ class PotentialModule(L.LightningModule):
         """The weights used for evaluation and export (the EMA ones when enabled)."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _losses(self, model: torch.nn.Module, batch: dict, train: bool) -> dict[str, Tensor]:
+    def _losses(self, model: torch.nn.Module, batch: dict, train: bool, stage: str | None = None) -> dict[str, Tensor]:
         c = self.config
         need_forces = c.forces_weight > 0 or not train
         out = Potential(model)(batch["z"], batch["pos"], batch["batch"], cell=batch.get("cell"), pbc=batch.get("pbc"),
@@ -50,8 +51,33 @@ class PotentialModule(L.LightningModule):
         if need_forces:
             f_err = out["forces"] - batch["forces"]
             m.update(forces_mse=f_err.pow(2).mean(), forces_mae=f_err.abs().mean())
-        m["loss"] = c.energy_weight * m["energy_mse"] + c.forces_weight * m.get("forces_mse", 0.0)
+        stage = stage or ("train" if train else "val")
+        loss = c.energy_weight * self._smooth(stage, "energy", m["energy_mse"])
+        if "forces_mse" in m:
+            loss = loss + c.forces_weight * self._smooth(stage, "forces", m["forces_mse"])
+        m["loss"] = loss
         return m
+
+    def _smooth(self, stage: str, key: str, value: Tensor) -> Tensor:
+        """TorchMD-NET's loss EMA: ``alpha * loss + (1 - alpha) * previous`` (previous detached).
+
+        With ``alpha < 1`` the gradient of that term is scaled by ``alpha`` and the validation loss
+        (which drives the scheduler, early stopping and the best checkpoint) is smoothed over epochs.
+        """
+        alpha = getattr(self.config, f"loss_ema_alpha_{key}")
+        if stage not in self._loss_ema or not 0 < alpha < 1 or self.trainer.sanity_checking:
+            return value
+        prev = self._loss_ema[stage].get(key)
+        value = alpha * value + (1 - alpha) * (value.detach() if prev is None else prev.to(value))
+        self._loss_ema[stage][key] = value.detach()
+        return value
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["loss_ema"] = {st: {k: float(v) for k, v in d.items()} for st, d in self._loss_ema.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("loss_ema", {})
+        self._loss_ema = {st: {k: torch.tensor(v) for k, v in saved.get(st, {}).items()} for st in ("train", "val")}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         m = self._losses(self.model, batch, train=True)
@@ -65,7 +91,7 @@ class PotentialModule(L.LightningModule):
                       on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        m = self._losses(self.eval_model(), batch, train=False)
+        m = self._losses(self.eval_model(), batch, train=False, stage="test")
         self.log_dict({f"test_{k}": v.detach() for k, v in m.items()}, batch_size=batch["num_systems"], on_epoch=True)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

@@ -39,7 +39,8 @@ def _config(data, out, **kw):
     base = dict(data=str(data), train_size=32, val_size=8, test_size=None, seed=3,
                 model={"hidden_channels": 16, "num_layers": 2, "num_heads": 2, "num_rbf": 8, "cutoff_upper": 4.0},
                 batch_size=8, inference_batch_size=16, max_epochs=4, lr=1e-3, lr_warmup_steps=5, ema_decay=0.9,
-                checkpoint_every_n_steps=1000, out_dir=str(out), progress_bar=False, log_every_n_steps=1)
+                checkpoint_every_n_steps=1000, out_dir=str(out), progress_bar=False, log_every_n_steps=1,
+                loss_ema_alpha_energy=0.05)
     return TrainConfig(**{**base, **kw})
 
 
