@@ -97,13 +97,10 @@ class EnergyModel(nn.Module):
         out = self.atom_outputs(z, edge_index, vec, batch, num_systems)
         return out * self.energy_scale + self.atomref.index_select(0, z)
 
-    def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None, *, num_systems: int | None = None,
-                **kwargs) -> Tensor:
-        """Energy per system.
-
-        Args:
-            z, pos, batch, num_systems: as in :meth:`atomic_energies`; further keyword arguments are
-                passed on to it (``cell``, ``pbc``, ``edge_index``, ``shifts``, ``validate``).
+    def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None, *, cell: Tensor | None = None,
+                pbc: Tensor | None = None, num_systems: int | None = None, edge_index: Tensor | None = None,
+                shifts: Tensor | None = None, validate: bool = True) -> Tensor:
+        """Energy per system (arguments as in :meth:`atomic_energies`).
 
         Returns:
             ``(B,)`` energies in eV.
@@ -112,5 +109,6 @@ class EnergyModel(nn.Module):
             batch = torch.zeros_like(z)
         if num_systems is None:
             num_systems = int(batch[-1]) + 1 if batch.numel() else 0
-        e_atom = self.atomic_energies(z, pos, batch, num_systems=num_systems, **kwargs)
+        e_atom = self.atomic_energies(z, pos, batch, cell=cell, pbc=pbc, num_systems=num_systems,
+                                      edge_index=edge_index, shifts=shifts, validate=validate)
         return segment_sum(e_atom, batch, num_systems) + self.energy_shift
