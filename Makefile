@@ -1,5 +1,5 @@
 # eqt: two commands on a fresh machine.
-#   make test   - create .venv, install torch (CPU build) + eqt[test,bench], run the tests
+#   make test   - create .venv, install torch (CPU build) + eqt[test,train,bench], run the tests
 #                 (bench = torchmd-net 3.1.0, so the weight-transplant test runs)
 #   make demo   - the main job end to end (see README)
 PY      ?= python3
@@ -20,7 +20,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -c constraints.txt -e ".[test,bench]"
+	$(PIP) install -q -c constraints.txt -e ".[test,train,bench]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -66,6 +68,8 @@ def test_training_reduces_the_force_error(ethanol_small, tmp_path):
     assert len(val) >= 8, "one validation per epoch expected"
     assert val[-1] < 0.7 * val[0], f"validation force MAE did not drop: {val}"
     assert res["model_path"].exists() and (tmp_path / "run" / "splits.npz").exists()
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((tmp_path / "run" / "logs" / "version_0").glob("events.out.tfevents*")), "no TensorBoard log"
 
 
 def test_config_typo_names_the_nearest_key(tmp_path):
