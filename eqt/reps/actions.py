@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -246,3 +248,41 @@ class Stress(Rep):
             return x.clone()
         r = g.rotation
         return _like(np.einsum("ij,...jk,lk->...il", r, _to_numpy(x), r), x)
+
+
+class Multivector(Rep):
+    """Multivectors of the Clifford algebra G(p, q, r), last axis ``2**n`` in eqt's blade order.
+
+    Reference action, independent of the Cayley tables: a Pin element is an orthogonal map ``M`` of
+    the basis vectors (``Element.vector_action``), and it acts on blades by its outermorphism,
+    ``e_A -> M e_a1 ∧ ... ∧ M e_ak``, whose coefficient on ``e_B`` is the minor ``det M[B, A]``.
+    This equals the (twisted) versor sandwich of :func:`eqt.primitives.clifford.sandwich`.
+
+    Args:
+        p, q, r: the signature.
+        atom_axis: the axis permuted by ``Element.permutation``.
+    """
+
+    def __init__(self, p: int, q: int = 0, r: int = 0, atom_axis: int | None = None) -> None:
+        super().__init__(atom_axis)
+        self.p, self.q, self.r = p, q, r
+        n = p + q + r
+        self.blades = [b for k in range(n + 1) for b in itertools.combinations(range(n), k)]
+
+    def matrix(self, m: np.ndarray) -> np.ndarray:
+        """The ``(2**n, 2**n)`` outermorphism of the vector map ``m``, minor by minor."""
+        dim = len(self.blades)
+        rho = np.zeros((dim, dim))
+        for j, a in enumerate(self.blades):
+            for i, b in enumerate(self.blades):
+                if len(a) == len(b):
+                    rho[i, j] = 1.0 if not a else np.linalg.det(m[np.ix_(b, a)])
+        return rho
+
+    def _act_spatial(self, g: Element, x: torch.Tensor) -> torch.Tensor:
+        if g.vector_action is None:
+            return x.clone()
+        if x.shape[-1] != len(self.blades):
+            raise ValueError(f"multivectors of G({self.p},{self.q},{self.r}) need last axis {len(self.blades)}, "
+                             f"got {x.shape[-1]}")
+        return _like(_to_numpy(x) @ self.matrix(g.vector_action).T, x)

@@ -49,6 +49,9 @@ class Element:
         rotation: (3, 3) float64 orthogonal matrix (det +1 or -1), or None.
         translation: (3,) float64 vector, or None.
         permutation: (n,) int64 array, a permutation of ``range(n)``, or None.
+        vector_action: (n, n) float64 matrix of a Pin(p, q, r) element on the basis vectors of a
+            Clifford algebra (a product of metric reflections), or None; multivectors transform
+            by its outermorphism (see :class:`eqt.reps.actions.Multivector`).
 
     Raises:
         ValueError: if a field has the wrong shape, is not orthogonal, or is not
@@ -58,6 +61,7 @@ class Element:
     rotation: np.ndarray | None = None
     translation: np.ndarray | None = None
     permutation: np.ndarray | None = None
+    vector_action: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.rotation is not None:
@@ -72,6 +76,8 @@ class Element:
             if t.shape != (3,):
                 raise ValueError(f"translation must be (3,), got {t.shape}")
             object.__setattr__(self, "translation", t)
+        if self.vector_action is not None:
+            object.__setattr__(self, "vector_action", np.asarray(self.vector_action, dtype=np.float64))
         if self.permutation is not None:
             p = np.asarray(self.permutation, dtype=np.int64)
             if p.ndim != 1 or not np.array_equal(np.sort(p), np.arange(len(p))):
@@ -301,7 +307,7 @@ class Permutations(Group):
 def _merge(parts: list[Element]) -> Element:
     fields: dict[str, np.ndarray] = {}
     for g in parts:
-        for key in ("rotation", "translation", "permutation"):
+        for key in ("rotation", "translation", "permutation", "vector_action"):
             value = getattr(g, key)
             if value is not None:
                 if key in fields:
@@ -376,3 +382,70 @@ def cube_group() -> FiniteGroup:
         for signs in itertools.product((1.0, -1.0), repeat=3):
             out.append(Element(rotation=np.diag(signs) @ p))
     return FiniteGroup(out, name="Oh")
+
+
+def metric_reflection(v: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Matrix of the reflection ``a -> a - 2 (a.v) / (v.v) v`` for the diagonal ``metric``.
+
+    Args:
+        v: (n,) a non-null vector.
+        metric: (n,) diagonal metric (entries 1, -1 or 0).
+
+    Returns:
+        (n, n) matrix ``M`` with ``M @ a`` the reflected vector.
+    """
+    vv = float((v * v * metric).sum())
+    if abs(vv) < 1e-12:
+        raise ValueError("cannot reflect in a null vector")
+    return np.eye(len(v)) - 2.0 * np.outer(v, v * metric) / vv
+
+
+class Pin(Group):
+    """Pin(p, q, r) acting on a Clifford algebra's vectors, or its Euclidean subgroup.
+
+    Elements are products of 1 to 4 random metric reflections (``proper=True``: 2 or 4), stored
+    as ``vector_action``. Basis vectors are ordered null first, then ``+1``, then ``-1`` (the order
+    of :mod:`eqt.primitives.clifford`). ``subgroup="euclidean"`` reflects only in ``n + d e_inf``
+    (``n`` a unit vector of the three first Euclidean directions, ``e_inf`` the null direction:
+    none for G(3,0,0), ``e0`` for G(3,0,1), ``e4 + e5`` for G(4,1,0)), i.e. E(3) (O(3) without null
+    direction).
+
+    Args:
+        p, q, r: the signature.
+        subgroup: ``"pin"`` or ``"euclidean"``.
+        proper: only even numbers of reflections.
+    """
+
+    def __init__(self, p: int, q: int = 0, r: int = 0, subgroup: str = "pin", proper: bool = False) -> None:
+        if subgroup not in ("pin", "euclidean"):
+            raise ValueError(f"unknown subgroup '{subgroup}'")
+        self.p, self.q, self.r, self.subgroup, self.proper = p, q, r, subgroup, proper
+        self.metric = np.array([0.0] * r + [1.0] * p + [-1.0] * q)
+        self.name = f"Pin({p},{q},{r}){'-euclidean' if subgroup == 'euclidean' else ''}{'+' if proper else ''}"
+
+    def _vector(self, rng: np.random.Generator) -> np.ndarray:
+        n = len(self.metric)
+        if self.subgroup == "pin":
+            while True:
+                v = rng.standard_normal(n)
+                if abs(float((v * v * self.metric).sum())) > 0.1:
+                    return v
+        v = np.zeros(n)
+        u = rng.standard_normal(3)
+        v[self.r:self.r + 3] = u / np.linalg.norm(u)
+        if self.r == 1:
+            v[0] = rng.standard_normal()
+        elif (self.p, self.q) == (4, 1):
+            v[3] += (d := rng.standard_normal())
+            v[4] += d
+        return v
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Element]:
+        out = []
+        for i in range(n):
+            count = (2, 4)[i % 2] if self.proper else 1 + i % 4
+            m = np.eye(len(self.metric))
+            for _ in range(count):
+                m = metric_reflection(self._vector(rng), self.metric) @ m
+            out.append(Element(vector_action=m))
+        return out

@@ -1,6 +1,6 @@
 """Equivariance test harness: groups, reference reps and ``assert_equivariant``."""
 
-from eqt.reps.actions import AtomIndex, Cell, Fixed, Invariant, Irreps, Position, Rep, Stress, Vector
+from eqt.reps.actions import AtomIndex, Cell, Fixed, Invariant, Irreps, Multivector, Position, Rep, Stress, Vector
 from eqt.reps.groups import (
     E3,
     O3,
@@ -10,6 +10,7 @@ from eqt.reps.groups import (
     FiniteGroup,
     Group,
     Permutations,
+    Pin,
     ProductGroup,
     Translations,
     cube_group,
@@ -26,6 +27,8 @@ __all__ = [
     "E3",
     "Translations",
     "Permutations",
+    "Pin",
+    "Multivector",
     "ProductGroup",
     "FiniteGroup",
     "cube_group",
