@@ -149,7 +149,13 @@ def equivariant_linear_basis(alg: Algebra, subgroup: str = "pin", proper: bool =
 
     Returns:
         ``(k, dim, dim)`` maps ``L_a`` (apply as ``y = L_a @ x``), orthonormal in the Frobenius
-        inner product.
+        inner product. Cached per arguments, dtype and device: do not modify in place.
     """
+    return _basis_torch(alg, subgroup, proper, n_samples, seed, tol, dtype, torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=None)
+def _basis_torch(alg: Algebra, subgroup: str, proper: bool, n_samples: int, seed: int, tol: float,
+                 dtype: torch.dtype, device: torch.device) -> Tensor:
     basis = _basis_numpy(alg, subgroup, proper, n_samples, seed, tol)
     return torch.as_tensor(basis, dtype=dtype, device=device)

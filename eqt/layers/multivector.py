@@ -1,0 +1,91 @@
+"""Equivariant linear layer on multivector + scalar channels, for any Clifford algebra (GATr blueprint).
+
+Layout: multivectors ``mv (..., C_mv, 2**n)`` (channels, then blades in
+:mod:`eqt.primitives.clifford` order), scalars ``s (..., C_s)``. The rep of a layer is
+``(mv_channels, s_channels)`` over an algebra and a symmetry group.
+
+``EquiLinear`` mixes channels with one weight per pair of channels and per equivariant basis map
+(:func:`eqt.primitives.clifford_basis.equivariant_linear_basis`), adds a bias to the scalar blade
+only, and couples the scalar channels with the multivector scalar blade (GATr's ``s2mvs``,
+``mvs2s``, ``s2s``). Basis maps are Frobenius-orthonormal, so each scales a unit-variance input by
+``1 / dim``; weights are initialised with variance ``dim / (fan_in * k)`` over the ``k`` maps, and
+outputs keep roughly the input's scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from eqt.primitives.clifford import Algebra
+from eqt.primitives.clifford_basis import equivariant_linear_basis
+
+__all__ = ["EquiLinear"]
+
+
+class EquiLinear(nn.Module):
+    """Pin- (or E(3)-) equivariant linear map of multivector and scalar channels.
+
+    Args:
+        algebra: the Clifford algebra.
+        in_mv, out_mv: multivector channels in and out.
+        in_s, out_s: scalar channels in and out (0 for none).
+        subgroup: ``"pin"`` or ``"euclidean"`` (see :mod:`eqt.primitives.clifford_basis`).
+        proper: only rotations/translations (more maps).
+        bias: add a learnable bias to the scalar blade and the scalar channels.
+
+    Attributes:
+        rep_in, rep_out: ``(mv_channels, s_channels)``.
+    """
+
+    def __init__(self, algebra: Algebra, in_mv: int, out_mv: int, in_s: int = 0, out_s: int = 0,
+                 subgroup: str = "pin", proper: bool = False, bias: bool = True):
+        super().__init__()
+        self.algebra = algebra
+        self.rep_in, self.rep_out = (in_mv, in_s), (out_mv, out_s)
+        self.subgroup, self.proper = subgroup, proper
+        k = self._basis(torch.float64, torch.device("cpu")).shape[0]
+        # orthonormal maps scale a unit-variance input by 1/dim each: std sqrt(dim / (in * k)) keeps unit variance
+        self.weight = nn.Parameter(torch.randn(out_mv, in_mv, k) * math.sqrt(algebra.dim / (max(in_mv, 1) * k)))
+        self.bias = nn.Parameter(torch.zeros(out_mv)) if bias and out_mv else None
+        self.s2mv = nn.Linear(in_s, out_mv, bias=False) if in_s and out_mv else None
+        self.mv2s = nn.Linear(in_mv, out_s, bias=bias) if in_mv and out_s else None
+        self.s2s = nn.Linear(in_s, out_s, bias=False) if in_s and out_s else None
+
+    def _basis(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The equivariant maps ``(k, dim, dim)``, computed in float64 and cached per dtype and device."""
+        return equivariant_linear_basis(self.algebra, self.subgroup, self.proper, dtype=dtype, device=device)
+
+    def forward(self, mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Apply the layer.
+
+        Args:
+            mv: ``(..., in_mv, dim)`` multivectors.
+            s: ``(..., in_s)`` scalars, or None when ``in_s == 0``.
+
+        Returns:
+            ``(..., out_mv, dim)`` multivectors and ``(..., out_s)`` scalars (None when ``out_s == 0``).
+        """
+        dim, (in_mv, in_s) = self.algebra.dim, self.rep_in
+        if mv.shape[-2:] != (in_mv, dim):
+            raise ValueError(f"EquiLinear expects multivectors (..., {in_mv}, {dim}), got {tuple(mv.shape)}")
+        if in_s and (s is None or s.shape[-1] != in_s):
+            raise ValueError(f"EquiLinear expects scalars (..., {in_s}), got {None if s is None else tuple(s.shape)}")
+        # the channel-mixing of every basis map folded into one (out*dim, in*dim) matrix
+        w = torch.einsum("oik,kab->oaib", self.weight, self._basis(mv.dtype, mv.device))  # (out, dim, in, dim)
+        out = torch.einsum("oaib,...ib->...oa", w, mv)  # (..., out_mv, dim)
+        if self.bias is not None or self.s2mv is not None:
+            scalar = out[..., 0]
+            if self.bias is not None:
+                scalar = scalar + self.bias
+            if self.s2mv is not None:
+                scalar = scalar + self.s2mv(s)
+            out = torch.cat([scalar.unsqueeze(-1), out[..., 1:]], dim=-1)
+        s_out = None
+        if self.rep_out[1]:
+            s_out = self.mv2s(mv[..., 0]) if self.mv2s is not None else 0.0
+            if self.s2s is not None:
+                s_out = s_out + self.s2s(s)
+        return out, s_out
