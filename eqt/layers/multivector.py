@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from eqt.primitives.clifford import Algebra
 from eqt.primitives.clifford_basis import equivariant_linear_basis
 
-__all__ = ["EquiLinear"]
+__all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "scalar_gated_gelu"]
 
 
 class EquiLinear(nn.Module):
@@ -89,3 +89,87 @@ class EquiLinear(nn.Module):
             if self.s2s is not None:
                 s_out = s_out + self.s2s(s)
         return out, s_out
+
+
+class EquiLayerNorm(nn.Module):
+    """Equivariant layer norm: divide by the RMS over channels of the multivectors' norms.
+
+    ``mv / sqrt(mean_c ||mv_c||^2 + eps)`` with the absolute per-grade squared norm
+    (:func:`eqt.primitives.clifford.squared_norm` with ``absolute=True``), a positive invariant also
+    for indefinite metrics (C-GATr). Blades with a null vector do not enter the norm (they are
+    invisible to the invariant form), as in GATr. Scalars get an ordinary LayerNorm.
+
+    Args:
+        algebra: the Clifford algebra.
+        s_channels: scalar channels (0 for none).
+        eps: added to the mean squared norm.
+    """
+
+    def __init__(self, algebra: Algebra, s_channels: int = 0, eps: float = 1e-6):
+        super().__init__()
+        self.algebra, self.eps = algebra, eps
+        self.s_norm = nn.LayerNorm(s_channels) if s_channels else None
+
+    def forward(self, mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Args: mv ``(..., C, dim)``, s ``(..., C_s)``. Returns: the same shapes."""
+        from eqt.primitives.clifford import squared_norm
+
+        sq = squared_norm(self.algebra, mv, absolute=True)  # (..., C, 1)
+        mv = mv / torch.sqrt(sq.mean(dim=-2, keepdim=True) + self.eps)
+        return mv, (self.s_norm(s) if self.s_norm is not None else s)
+
+
+def scalar_gated_gelu(mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """GATr's nonlinearity: each multivector times ``GELU`` of its own scalar blade; scalars get GELU.
+
+    Equivariant because the scalar blade is invariant.
+
+    Args:
+        mv: ``(..., C, dim)``; s: ``(..., C_s)`` or None.
+
+    Returns:
+        The same shapes.
+    """
+    gate = nn.functional.gelu(mv[..., :1], approximate="tanh")
+    return mv * gate, (nn.functional.gelu(s, approximate="tanh") if s is not None else None)
+
+
+class GeometricBilinear(nn.Module):
+    """GATr's bilinear layer: geometric products (and optionally equivariant joins) of linear images.
+
+    ``out = EquiLinear([gp(L1 x, L2 x) | join(L3 x, L4 x, reference)])`` with ``hidden`` channels per
+    product. The join needs a reference multivector (GATr passes the mean of the input) to be
+    equivariant under reflections; it is used by P-/iP-GATr (``use_join=True``).
+
+    Args:
+        algebra: the Clifford algebra.
+        in_mv, out_mv: multivector channels.
+        hidden: channels per product (even).
+        in_s, out_s: scalar channels.
+        use_join: add the join half.
+        subgroup, proper: the symmetry group of the linear maps.
+    """
+
+    def __init__(self, algebra: Algebra, in_mv: int, out_mv: int, hidden: int, in_s: int = 0, out_s: int = 0,
+                 use_join: bool = False, subgroup: str = "pin", proper: bool = False):
+        super().__init__()
+        self.algebra, self.use_join, self.hidden = algebra, use_join, hidden
+        n_in = 4 if use_join else 2
+        self.proj = EquiLinear(algebra, in_mv, n_in * hidden, in_s, 0, subgroup, proper)
+        self.out = EquiLinear(algebra, (n_in // 2) * hidden, out_mv, in_s, out_s, subgroup, proper)
+
+    def forward(self, mv: Tensor, s: Tensor | None = None, reference: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Args: mv ``(..., C, dim)``, s ``(..., C_s)``, reference ``(..., dim)`` (for the join).
+
+        Returns: ``(..., out_mv, dim)``, ``(..., out_s)``.
+        """
+        from eqt.primitives.clifford import geometric_product, join
+
+        h = self.hidden
+        x, _ = self.proj(mv, s)
+        parts = [geometric_product(self.algebra, x[..., :h, :], x[..., h:2 * h, :])]
+        if self.use_join:
+            if reference is None:
+                raise ValueError("GeometricBilinear with use_join needs a reference multivector (..., dim)")
+            parts.append(join(self.algebra, x[..., 2 * h:3 * h, :], x[..., 3 * h:, :], reference.unsqueeze(-2)))
+        return self.out(torch.cat(parts, dim=-2), s)

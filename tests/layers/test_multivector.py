@@ -50,3 +50,37 @@ def test_wrong_shapes_are_clear_errors():
         layer(torch.randn(5, 3, 8), torch.randn(5, 2))
     with pytest.raises(ValueError, match="scalars"):
         layer(torch.randn(5, 3, 16), None)
+
+
+@pytest.mark.parametrize("sig, subgroup, proper", CASES)
+def test_norm_gelu_and_bilinear_equivariant(sig, subgroup, proper):
+    from eqt.layers.multivector import EquiLayerNorm, GeometricBilinear, scalar_gated_gelu
+
+    alg = Algebra(*sig)
+    torch.manual_seed(1)
+    mv = torch.randn(5, 3, alg.dim, dtype=torch.float64)
+    s = torch.randn(5, 2, dtype=torch.float64)
+    group = Pin(*sig, subgroup=subgroup, proper=proper) * Permutations(5)
+    reps_in = [(mv, Multivector(*sig, atom_axis=0)), (s, Invariant(atom_axis=0))]
+    reps_out = [Multivector(*sig, atom_axis=0), Invariant(atom_axis=0)]
+    assert assert_equivariant(EquiLayerNorm(alg, 2).double(), group, reps_in, reps_out) < 1e-10
+    assert assert_equivariant(scalar_gated_gelu, group, reps_in, reps_out) < 1e-10
+    use_join = sig == (3, 0, 1)
+    bil = GeometricBilinear(alg, 3, 4, hidden=4, in_s=2, out_s=3, use_join=use_join, subgroup=subgroup,
+                            proper=proper).double()
+    if use_join:
+        # GATr's reference multivector: the mean of the input, transformed with it
+        fn = lambda m, x: bil(m, x, reference=m.mean(dim=(0, 1)).expand(m.shape[0], -1))  # noqa: E731
+    else:
+        fn = bil
+    assert assert_equivariant(fn, group, reps_in, reps_out, n_samples=4) < 1e-10
+
+
+def test_layer_norm_normalises_the_channel_rms():
+    from eqt.layers.multivector import EquiLayerNorm
+    from eqt.primitives.clifford import squared_norm
+
+    alg = Algebra(3, 0, 1)
+    out, _ = EquiLayerNorm(alg)(10 * torch.randn(7, 8, 16, dtype=torch.float64))
+    rms = squared_norm(alg, out, absolute=True).mean(dim=-2)
+    torch.testing.assert_close(rms, torch.ones_like(rms), rtol=1e-5, atol=1e-5)
