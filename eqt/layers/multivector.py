@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from eqt.primitives.clifford import Algebra
 from eqt.primitives.clifford_basis import equivariant_linear_basis
 
-__all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "scalar_gated_gelu"]
+__all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "MultivectorAttention", "scalar_gated_gelu"]
 
 
 class EquiLinear(nn.Module):
@@ -173,3 +173,63 @@ class GeometricBilinear(nn.Module):
                 raise ValueError("GeometricBilinear with use_join needs a reference multivector (..., dim)")
             parts.append(join(self.algebra, x[..., 2 * h:3 * h, :], x[..., 3 * h:, :], reference.unsqueeze(-2)))
         return self.out(torch.cat(parts, dim=-2), s)
+
+
+class MultivectorAttention(nn.Module):
+    """Multi-head self-attention over tokens of multivector + scalar channels (GATr).
+
+    Queries, keys and values come from one :class:`EquiLinear`. The score of tokens ``i, j`` in a
+    head is ``(sum_c <q_ic, k_jc> + q_s . k_s) / sqrt(d)`` with the algebra's invariant inner product
+    ``<x, y> = sum_A m_A x_A y_A`` (``m_A`` = 0 on blades with a null vector, ±1 otherwise). Folding
+    ``m`` into the queries makes it a plain dot product, so the whole layer is one call of
+    ``scaled_dot_product_attention`` over flattened features (as GATr does).
+
+    Args:
+        algebra: the Clifford algebra.
+        mv_channels, s_channels: channels in and out.
+        heads: attention heads.
+        hidden_mv, hidden_s: multivector / scalar channels per head.
+        subgroup, proper: the symmetry group of the linear maps.
+    """
+
+    def __init__(self, algebra: Algebra, mv_channels: int, s_channels: int, heads: int, hidden_mv: int,
+                 hidden_s: int = 0, subgroup: str = "pin", proper: bool = False):
+        super().__init__()
+        self.algebra, self.heads, self.hidden_mv, self.hidden_s = algebra, heads, hidden_mv, hidden_s
+        self.qkv = EquiLinear(algebra, mv_channels, 3 * heads * hidden_mv, s_channels, 3 * heads * hidden_s,
+                              subgroup, proper)
+        self.out = EquiLinear(algebra, heads * hidden_mv, mv_channels, heads * hidden_s, s_channels, subgroup, proper)
+        eye = torch.eye(algebra.dim, dtype=torch.float64)
+        from eqt.primitives.clifford import inner_product
+
+        self.register_buffer("blade_metric", inner_product(algebra, eye, eye).squeeze(-1), persistent=False)
+
+    def forward(self, mv: Tensor, s: Tensor | None = None, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Attend over the token axis.
+
+        Args:
+            mv: ``(..., T, C, dim)`` multivectors of ``T`` tokens.
+            s: ``(..., T, C_s)`` scalars.
+            attn_mask: optional boolean ``(..., T, T)`` (True = attend), broadcast over heads.
+
+        Returns:
+            ``(..., T, C, dim)`` and ``(..., T, C_s)``.
+        """
+        H, hm, hs, dim = self.heads, self.hidden_mv, self.hidden_s, self.algebra.dim
+        x, xs = self.qkv(mv, s)  # (..., T, 3 H hm, dim), (..., T, 3 H hs)
+        lead, T = x.shape[:-3], x.shape[-3]
+        x = x.reshape(*lead, T, 3, H, hm * dim)
+        metric = self.blade_metric.to(x.dtype).repeat(hm)  # (hm * dim,)
+        q, k, v = x[..., 0, :, :] * metric, x[..., 1, :, :], x[..., 2, :, :]  # (..., T, H, hm*dim)
+        if hs:
+            xs = xs.reshape(*lead, T, 3, H, hs)
+            q, k, v = (torch.cat([a, xs[..., i, :, :]], dim=-1) for i, a in enumerate((q, k, v)))
+        q, k, v = (a.transpose(-2, -3) for a in (q, k, v))  # (..., H, T, F)
+        mask = attn_mask.unsqueeze(-3) if attn_mask is not None else None
+        # the score scale is set by the number of features that enter the invariant product
+        scale = 1.0 / math.sqrt(hm * float((self.blade_metric != 0).sum()) + hs)
+        o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        o = o.transpose(-2, -3)  # (..., T, H, F)
+        o_mv = o[..., : hm * dim].reshape(*lead, T, H * hm, dim)
+        o_s = o[..., hm * dim:].reshape(*lead, T, H * hs) if hs else None
+        return self.out(o_mv, o_s)

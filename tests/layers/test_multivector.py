@@ -84,3 +84,31 @@ def test_layer_norm_normalises_the_channel_rms():
     out, _ = EquiLayerNorm(alg)(10 * torch.randn(7, 8, 16, dtype=torch.float64))
     rms = squared_norm(alg, out, absolute=True).mean(dim=-2)
     torch.testing.assert_close(rms, torch.ones_like(rms), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sig, subgroup, proper", CASES)
+def test_attention_equivariant(sig, subgroup, proper):
+    from eqt.layers.multivector import MultivectorAttention
+
+    alg = Algebra(*sig)
+    torch.manual_seed(2)
+    att = MultivectorAttention(alg, 3, 2, heads=2, hidden_mv=2, hidden_s=3, subgroup=subgroup, proper=proper).double()
+    mv = torch.randn(2, 6, 3, alg.dim, dtype=torch.float64)  # batch 2, 6 tokens
+    s = torch.randn(2, 6, 2, dtype=torch.float64)
+    group = Pin(*sig, subgroup=subgroup, proper=proper) * Permutations(6)
+    err = assert_equivariant(att, group, [(mv, Multivector(*sig, atom_axis=1)), (s, Invariant(atom_axis=1))],
+                             [Multivector(*sig, atom_axis=1), Invariant(atom_axis=1)], n_samples=4)
+    assert err < 1e-10
+
+
+def test_attention_mask_and_batch_independence():
+    from eqt.layers.multivector import MultivectorAttention
+
+    alg = Algebra(3, 0, 1)
+    att = MultivectorAttention(alg, 2, 0, heads=2, hidden_mv=2).double()
+    mv = torch.randn(1, 5, 2, 16, dtype=torch.float64)
+    mask = torch.zeros(5, 5, dtype=torch.bool)
+    mask[:3, :3] = mask[3:, 3:] = True  # two independent sets of tokens
+    both, _ = att(mv, attn_mask=mask)
+    first, _ = att(mv[:, :3])
+    torch.testing.assert_close(both[:, :3], first, rtol=1e-12, atol=1e-12)
