@@ -33,8 +33,9 @@ class CheckpointError(ValueError):
 
 def _models() -> dict[str, Any]:
     from eqt.models.et import ET, ETConfig
+    from eqt.models.gatr import GATr, GATrConfig
 
-    return {"ET": (ET, ETConfig)}
+    return {"ET": (ET, ETConfig), "GATr": (GATr, GATrConfig)}
 
 
 

@@ -1,0 +1,48 @@
+"""GATr variants from one class: equivariance of the whole network in float64, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eqt.models.gatr import GATr, GATrConfig
+from eqt.testing import Invariant, Multivector, Permutations, Pin, assert_equivariant
+
+SMALL = dict(hidden_mv=4, hidden_s=6, num_blocks=2, heads=2, head_mv=2, head_s=3, bilinear_mv=2, in_mv=2, in_s=3,
+             out_mv=1, out_s=2)
+VARIANTS = {
+    "E-GATr": GATrConfig(algebra=(3, 0, 0), use_join=False, **SMALL),
+    "P-GATr": GATrConfig(algebra=(3, 0, 1), use_join=True, **SMALL),
+    "C-GATr": GATrConfig(algebra=(4, 1, 0), subgroup="euclidean", use_join=False, **SMALL),
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_network_equivariant(name):
+    config = VARIANTS[name]
+    torch.manual_seed(0)
+    net = GATr(config).double()
+    dim = net.algebra.dim
+    mv = torch.randn(2, 5, config.in_mv, dim, dtype=torch.float64)
+    s = torch.randn(2, 5, config.in_s, dtype=torch.float64)
+    group = Pin(*config.algebra, subgroup=config.subgroup) * Permutations(5)
+    err = assert_equivariant(net, group, [(mv, Multivector(*config.algebra, atom_axis=1)), (s, Invariant(atom_axis=1))],
+                             [Multivector(*config.algebra, atom_axis=1), Invariant(atom_axis=1)], n_samples=4)
+    assert err < 1e-10
+
+
+def test_join_needs_a_projective_algebra():
+    with pytest.raises(ValueError, match="projective"):
+        GATrConfig(algebra=(3, 0, 0), use_join=True)
+    with pytest.raises(ValueError, match="did you mean 'num_blocks'"):
+        GATrConfig.from_dict({"num_block": 2})
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from eqt.checkpoint import load_model, save_checkpoint
+
+    net = GATr(VARIANTS["C-GATr"])
+    save_checkpoint(tmp_path / "gatr.pt", net)
+    back = load_model(tmp_path / "gatr.pt")
+    mv, s = torch.randn(1, 3, 2, 32), torch.randn(1, 3, 3)
+    torch.testing.assert_close(back(mv, s)[0], net.eval()(mv, s)[0])
