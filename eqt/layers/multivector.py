@@ -202,7 +202,8 @@ class MultivectorAttention(nn.Module):
         eye = torch.eye(algebra.dim, dtype=torch.float64)
         from eqt.primitives.clifford import inner_product
 
-        self.register_buffer("blade_metric", inner_product(algebra, eye, eye).squeeze(-1), persistent=False)
+        metric = inner_product(algebra, eye, eye).squeeze(-1).to(torch.get_default_dtype())  # exact: 0 or ±1
+        self.register_buffer("blade_metric", metric, persistent=False)
 
     def forward(self, mv: Tensor, s: Tensor | None = None, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Attend over the token axis.

@@ -46,3 +46,14 @@ def test_checkpoint_round_trip(tmp_path):
     back = load_model(tmp_path / "gatr.pt")
     mv, s = torch.randn(1, 3, 2, 32), torch.randn(1, 3, 3)
     torch.testing.assert_close(back(mv, s)[0], net.eval()(mv, s)[0])
+
+
+def test_float32_network_equivariant():
+    """Loose float32 twin of the float64 test (end-to-end nets accumulate rounding)."""
+    config = VARIANTS["P-GATr"]
+    torch.manual_seed(1)
+    net = GATr(config)
+    mv = torch.randn(1, 5, config.in_mv, 16)
+    s = torch.randn(1, 5, config.in_s)
+    assert_equivariant(net, Pin(3, 0, 1), [(mv, Multivector(3, 0, 1, atom_axis=1)), (s, Invariant(atom_axis=1))],
+                       [Multivector(3, 0, 1, atom_axis=1), Invariant(atom_axis=1)], dtype=torch.float32, rtol=1e-4)
