@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from eqt.primitives.clifford import Algebra
+from eqt.primitives.clifford import Algebra, geometric_product, inner_product, join, squared_norm
 from eqt.primitives.clifford_basis import equivariant_linear_basis
 
 __all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "MultivectorAttention", "scalar_gated_gelu"]
@@ -112,8 +112,6 @@ class EquiLayerNorm(nn.Module):
 
     def forward(self, mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Args: mv ``(..., C, dim)``, s ``(..., C_s)``. Returns: the same shapes."""
-        from eqt.primitives.clifford import squared_norm
-
         sq = squared_norm(self.algebra, mv, absolute=True)  # (..., C, 1)
         mv = mv / torch.sqrt(sq.mean(dim=-2, keepdim=True) + self.eps)
         return mv, (self.s_norm(s) if self.s_norm is not None else s)
@@ -163,8 +161,6 @@ class GeometricBilinear(nn.Module):
 
         Returns: ``(..., out_mv, dim)``, ``(..., out_s)``.
         """
-        from eqt.primitives.clifford import geometric_product, join
-
         h = self.hidden
         x, _ = self.proj(mv, s)
         parts = [geometric_product(self.algebra, x[..., :h, :], x[..., h:2 * h, :])]
@@ -200,8 +196,6 @@ class MultivectorAttention(nn.Module):
                               subgroup, proper)
         self.out = EquiLinear(algebra, heads * hidden_mv, mv_channels, heads * hidden_s, s_channels, subgroup, proper)
         eye = torch.eye(algebra.dim, dtype=torch.float64)
-        from eqt.primitives.clifford import inner_product
-
         metric = inner_product(algebra, eye, eye).squeeze(-1).to(torch.get_default_dtype())  # exact: 0 or ±1
         self.register_buffer("blade_metric", metric, persistent=False)
 

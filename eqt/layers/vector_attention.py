@@ -158,7 +158,8 @@ class EquivariantVectorAttention(nn.Module):
                 raise ValueError("dense self-loops need an element-wise attention activation, not softmax")
             dk0, dv0 = self._filters(self_rbf.unsqueeze(0))  # (1, F), (1, 3F)
             qk0 = q * k if dk0 is None else q * k * dk0
-            a0 = edge_attention_weights(qk0.view(N, H, d).sum(-1), dst, N, self.attn_activation) * self_cutoff
+            loops = torch.arange(N, device=x.device)  # each atom is its own target
+            a0 = edge_attention_weights(qk0.view(N, H, d).sum(-1), loops, N, self.attn_activation) * self_cutoff
             v0 = v if dv0 is None else v * dv0
             y = y + (v0[:, :F].view(N, H, d) * a0.unsqueeze(-1)).view(N, F)
             if vec is not None:
