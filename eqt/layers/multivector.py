@@ -19,10 +19,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from eqt.primitives.clifford import Algebra, geometric_product, inner_product, join, squared_norm
+from eqt.primitives.attention import distance_feature_count, multivector_qk_features
+from eqt.primitives.clifford import Algebra, geometric_product, join, squared_norm
 from eqt.primitives.clifford_basis import equivariant_linear_basis
 
-__all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "MultivectorAttention", "scalar_gated_gelu"]
+__all__ = ["EquiLinear", "EquiLayerNorm", "GeometricBilinear", "MultivectorMLP", "MultivectorAttention",
+           "scalar_gated_gelu"]
 
 
 class EquiLinear(nn.Module):
@@ -171,14 +173,45 @@ class GeometricBilinear(nn.Module):
         return self.out(torch.cat(parts, dim=-2), s)
 
 
+class MultivectorMLP(nn.Module):
+    """GATr's feed-forward: :class:`GeometricBilinear` -> :func:`scalar_gated_gelu` -> :class:`EquiLinear`.
+
+    Args:
+        algebra: the Clifford algebra.
+        mv_channels, s_channels: channels in and out.
+        hidden: channels per bilinear product.
+        use_join: add the join half of the bilinear (projective algebras).
+        subgroup, proper: the symmetry group of the linear maps.
+    """
+
+    def __init__(self, algebra: Algebra, mv_channels: int, s_channels: int, hidden: int, use_join: bool = False,
+                 subgroup: str = "pin", proper: bool = False):
+        super().__init__()
+        self.rep_in = self.rep_out = (mv_channels, s_channels)
+        self.bilinear = GeometricBilinear(algebra, mv_channels, mv_channels, hidden, s_channels, s_channels,
+                                          use_join=use_join, subgroup=subgroup, proper=proper)
+        self.linear = EquiLinear(algebra, mv_channels, mv_channels, s_channels, s_channels, subgroup, proper)
+
+    def forward(self, mv: Tensor, s: Tensor | None = None, reference: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Args: mv ``(..., C, dim)``, s ``(..., C_s)``, reference ``(..., dim)`` (for the join).
+
+        Returns: the same shapes.
+        """
+        return self.linear(*scalar_gated_gelu(*self.bilinear(mv, s, reference=reference)))
+
+
 class MultivectorAttention(nn.Module):
     """Multi-head self-attention over tokens of multivector + scalar channels (GATr).
 
     Queries, keys and values come from one :class:`EquiLinear`. The score of tokens ``i, j`` in a
     head is ``(sum_c <q_ic, k_jc> + q_s . k_s) / sqrt(d)`` with the algebra's invariant inner product
-    ``<x, y> = sum_A m_A x_A y_A`` (``m_A`` = 0 on blades with a null vector, ±1 otherwise). Folding
-    ``m`` into the queries makes it a plain dot product, so the whole layer is one call of
-    ``scaled_dot_product_attention`` over flattened features (as GATr does).
+    (:func:`eqt.primitives.attention.multivector_qk_features`; ``d`` counts the features that enter).
+    Folding the metric into the queries makes it a plain dot product, so the whole layer is one
+    ``scaled_dot_product_attention`` call over flattened features (as GATr does). Conformal points
+    score ``-|x - y|^2 / 2`` through the inner product alone (C-GATr). With ``distance=True``
+    (projective algebras, iP-GATr) every channel adds ``-w |q_h k_vec - k_h q_vec|^2``, GATr's
+    distance-aware term, with learnable positive ``w`` per head and channel (``exp`` of a
+    parameter initialised at 0).
 
     Args:
         algebra: the Clifford algebra.
@@ -186,18 +219,23 @@ class MultivectorAttention(nn.Module):
         heads: attention heads.
         hidden_mv, hidden_s: multivector / scalar channels per head.
         subgroup, proper: the symmetry group of the linear maps.
+        distance: add the distance-aware features (G(n,0,1) only).
+
+    Attributes:
+        rep_in, rep_out: ``(mv_channels, s_channels)``.
     """
 
     def __init__(self, algebra: Algebra, mv_channels: int, s_channels: int, heads: int, hidden_mv: int,
-                 hidden_s: int = 0, subgroup: str = "pin", proper: bool = False):
+                 hidden_s: int = 0, subgroup: str = "pin", proper: bool = False, distance: bool = False):
         super().__init__()
         self.algebra, self.heads, self.hidden_mv, self.hidden_s = algebra, heads, hidden_mv, hidden_s
+        self.rep_in = self.rep_out = (mv_channels, s_channels)
         self.qkv = EquiLinear(algebra, mv_channels, 3 * heads * hidden_mv, s_channels, 3 * heads * hidden_s,
                               subgroup, proper)
         self.out = EquiLinear(algebra, heads * hidden_mv, mv_channels, heads * hidden_s, s_channels, subgroup, proper)
-        eye = torch.eye(algebra.dim, dtype=torch.float64)
-        metric = inner_product(algebra, eye, eye).squeeze(-1).to(torch.get_default_dtype())  # exact: 0 or ±1
-        self.register_buffer("blade_metric", metric, persistent=False)
+        self.distance = distance
+        self.n_features = hidden_mv * distance_feature_count(algebra, distance) + hidden_s  # raises for wrong algebras
+        self.log_weights = nn.Parameter(torch.zeros(heads, hidden_mv)) if distance else None
 
     def forward(self, mv: Tensor, s: Tensor | None = None, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Attend over the token axis.
@@ -213,18 +251,17 @@ class MultivectorAttention(nn.Module):
         H, hm, hs, dim = self.heads, self.hidden_mv, self.hidden_s, self.algebra.dim
         x, xs = self.qkv(mv, s)  # (..., T, 3 H hm, dim), (..., T, 3 H hs)
         lead, T = x.shape[:-3], x.shape[-3]
-        x = x.reshape(*lead, T, 3, H, hm * dim)
-        metric = self.blade_metric.to(x.dtype).repeat(hm)  # (hm * dim,)
-        q, k, v = x[..., 0, :, :] * metric, x[..., 1, :, :], x[..., 2, :, :]  # (..., T, H, hm*dim)
+        x = x.reshape(*lead, T, 3, H, hm, dim)
+        weights = self.log_weights.exp() if self.distance else None  # (H, hm)
+        q, k = multivector_qk_features(self.algebra, x[..., 0, :, :, :], x[..., 1, :, :, :], weights)  # (..., T, H, F)
+        v = x[..., 2, :, :, :].flatten(-2)  # (..., T, H, hm*dim)
         if hs:
             xs = xs.reshape(*lead, T, 3, H, hs)
             q, k, v = (torch.cat([a, xs[..., i, :, :]], dim=-1) for i, a in enumerate((q, k, v)))
         q, k, v = (a.transpose(-2, -3) for a in (q, k, v))  # (..., H, T, F)
         mask = attn_mask.unsqueeze(-3) if attn_mask is not None else None
-        # the score scale is set by the number of features that enter the invariant product
-        scale = 1.0 / math.sqrt(hm * float((self.blade_metric != 0).sum()) + hs)
-        o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        o = o.transpose(-2, -3)  # (..., T, H, F)
+        o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(self.n_features))
+        o = o.transpose(-2, -3)  # (..., T, H, hm*dim + hs)
         o_mv = o[..., : hm * dim].reshape(*lead, T, H * hm, dim)
         o_s = o[..., hm * dim:].reshape(*lead, T, H * hs) if hs else None
         return self.out(o_mv, o_s)

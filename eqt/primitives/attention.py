@@ -11,13 +11,17 @@ edges that arrive at the same target atom. Two normalisations cover the models o
 
 from __future__ import annotations
 
+import functools
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from eqt.primitives.activations import ACTIVATIONS
+from eqt.primitives.clifford import Algebra, inner_product
 from eqt.primitives.segment import segment_softmax
 
-__all__ = ["edge_attention_weights", "is_elementwise"]
+__all__ = ["edge_attention_weights", "is_elementwise", "multivector_qk_features", "distance_feature_count"]
 
 
 
@@ -48,3 +52,86 @@ def edge_attention_weights(scores: Tensor, target: Tensor, num_nodes: int, norma
 def is_elementwise(normalization: str) -> bool:
     """Whether each edge's weight depends on its own score only (so edges can be split freely)."""
     return normalization != "softmax"
+
+
+@functools.lru_cache(maxsize=None)
+def _qk_layout(alg: Algebra, distance: bool) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...], int | None]:
+    """Blades entering the inner product (and their metric signs); coordinate and homogeneous blades."""
+    metric = _inner_diag(alg)
+    coords, homog = (), None
+    if distance:
+        if alg.r != 1 or alg.q != 0:
+            raise ValueError(f"distance-aware attention needs a projective algebra G(n,0,1), got {alg!r}")
+        n = alg.n
+        homog = alg.blade_index(tuple(range(1, n)))  # e12..n: the weight of a point (e123 in PGA)
+        coords = tuple(alg.blade_index((0,) + tuple(i for i in range(1, n) if i != j)) for j in range(1, n))
+    idx = tuple(i for i in range(alg.dim) if metric[i] != 0 and i != homog)
+    return idx, tuple(float(metric[i]) for i in idx), coords, homog
+
+
+@functools.lru_cache(maxsize=None)
+def _qk_tensors(alg: Algebra, distance: bool, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The layout of :func:`_qk_layout` as tensors, cached per dtype and device (no copies per call)."""
+    idx, signs, coords, homog = _qk_layout(alg, distance)
+    tri = coords + (homog,) if distance else ()
+    return (torch.tensor(idx, device=device), torch.tensor(signs, dtype=dtype, device=device),
+            torch.tensor(tri, dtype=torch.long, device=device))
+
+
+def _inner_diag(alg: Algebra) -> Tensor:
+    """``(dim,)`` diagonal of the invariant inner product ``<e_A, e_A>`` (0 on blades with a null vector)."""
+    eye = torch.eye(alg.dim, dtype=torch.float64)
+    return inner_product(alg, eye, eye).squeeze(-1)
+
+
+def distance_feature_count(alg: Algebra, distance: bool = False) -> int:
+    """Number of query/key features per multivector channel in :func:`multivector_qk_features`."""
+    idx, _, coords, _ = _qk_layout(alg, distance)
+    return len(idx) + (len(coords) + 2 if distance else 0)
+
+
+def multivector_qk_features(alg: Algebra, q: Tensor, k: Tensor, distance_weights: Tensor | None = None,
+                            eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Flatten multivector queries and keys so that a plain dot product is the invariant score.
+
+    ``qf . kf = sum_c <q_c, k_c>`` with the algebra's invariant inner product (blades containing a
+    null vector drop out; metric signs are folded into ``qf``, so conformal points score
+    ``<P(x), P(y)> = -|x - y|^2 / 2`` by themselves). With ``distance_weights`` (projective
+    algebras G(n,0,1) only: GATr's distance-aware attention, iP-GATr) the homogeneous blade
+    (``e123``) leaves the inner product and each channel adds
+
+        ``- w_c |q_h k_vec - k_h q_vec|^2``,
+
+    where ``(q_vec, q_h)`` are the grade-n coordinate blades (``e012, e013, e023``) and the
+    homogeneous blade of the query, first multiplied by ``q_h / (q_h^2 + eps)`` (about ``1 / q_h``,
+    so embedded points score ``-w_c |x_q - x_k|^2``). The term is a function of the grade-n part
+    only, which transforms like a weighted point, so the score stays Pin-invariant. It is the
+    dot product of ``(w |q_vec|^2, w q_h^2, w q_h q_vec)`` with ``(-k_h^2, -|k_vec|^2, 2 k_h k_vec)``.
+
+    Args:
+        alg: the algebra.
+        q: ``(..., C, dim)`` queries.
+        k: ``(..., C, dim)`` keys.
+        distance_weights: ``(..., C)`` positive weights (broadcast against ``q``), or None.
+        eps: regulariser of the homogeneous normalisation.
+
+    Returns:
+        ``qf``, ``kf``: ``(..., C * F)`` with ``F = distance_feature_count(alg, distance)``.
+    """
+    distance = distance_weights is not None
+    index, sign, tri = _qk_tensors(alg, distance, q.dtype, q.device)
+    qf, kf = q.index_select(-1, index) * sign, k.index_select(-1, index)  # (..., C, n_ip)
+    if distance:
+        def normalised(x: Tensor) -> tuple[Tensor, Tensor]:
+            t = x.index_select(-1, tri)
+            h = t[..., -1:]
+            t = t * (h / (h * h + eps))
+            return t[..., :-1], t[..., -1:]
+
+        qv, qh = normalised(q)
+        kv, kh = normalised(k)
+        w = distance_weights.unsqueeze(-1)
+        qd = torch.cat([(qv * qv).sum(-1, keepdim=True), qh * qh, qh * qv], dim=-1) * w
+        kd = torch.cat([-kh * kh, -(kv * kv).sum(-1, keepdim=True), 2.0 * kh * kv], dim=-1)
+        qf, kf = torch.cat([qf, qd], dim=-1), torch.cat([kf, kd], dim=-1)
+    return qf.flatten(-2), kf.flatten(-2)

@@ -112,3 +112,33 @@ def test_attention_mask_and_batch_independence():
     both, _ = att(mv, attn_mask=mask)
     first, _ = att(mv[:, :3])
     torch.testing.assert_close(both[:, :3], first, rtol=1e-12, atol=1e-12)
+
+
+def test_distance_attention_equivariant_and_validated():
+    from eqt.layers.multivector import MultivectorAttention
+
+    alg = Algebra(3, 0, 1)
+    torch.manual_seed(3)
+    att = MultivectorAttention(alg, 3, 2, heads=2, hidden_mv=2, hidden_s=3, distance=True).double()
+    with torch.no_grad():
+        att.log_weights.normal_()
+    mv = torch.randn(2, 6, 3, 16, dtype=torch.float64)
+    s = torch.randn(2, 6, 2, dtype=torch.float64)
+    group = Pin(3, 0, 1) * Permutations(6)
+    err = assert_equivariant(att, group, [(mv, Multivector(3, 0, 1, atom_axis=1)), (s, Invariant(atom_axis=1))],
+                             [Multivector(3, 0, 1, atom_axis=1), Invariant(atom_axis=1)], n_samples=4)
+    assert err < 1e-10
+    with pytest.raises(ValueError, match="projective"):
+        MultivectorAttention(Algebra(3, 0, 0), 3, 2, heads=2, hidden_mv=2, distance=True)
+
+
+def test_mlp_is_bilinear_gelu_linear():
+    from eqt.layers.multivector import MultivectorMLP, scalar_gated_gelu
+
+    alg = Algebra(3, 0, 1)
+    mlp = MultivectorMLP(alg, 3, 2, hidden=2, use_join=True).double()
+    mv, s = torch.randn(4, 3, 16, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    ref = mv.mean(dim=(0, 1)).expand(4, -1)
+    expected = mlp.linear(*scalar_gated_gelu(*mlp.bilinear(mv, s, reference=ref)))
+    for a, b in zip(mlp(mv, s, reference=ref), expected):
+        torch.testing.assert_close(a, b)

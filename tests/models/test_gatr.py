@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eqt.models.gatr import VARIANTS as PAPER_VARIANTS
 from eqt.models.gatr import GATr, GATrConfig
 from eqt.testing import Invariant, Multivector, Permutations, Pin, assert_equivariant
 
 SMALL = dict(hidden_mv=4, hidden_s=6, num_blocks=2, heads=2, head_mv=2, head_s=3, bilinear_mv=2, in_mv=2, in_s=3,
              out_mv=1, out_s=2)
-VARIANTS = {
-    "E-GATr": GATrConfig(algebra=(3, 0, 0), use_join=False, **SMALL),
-    "P-GATr": GATrConfig(algebra=(3, 0, 1), use_join=True, **SMALL),
-    "C-GATr": GATrConfig(algebra=(4, 1, 0), subgroup="euclidean", use_join=False, **SMALL),
-}
+VARIANTS = {name: GATrConfig(**v, **SMALL) for name, v in PAPER_VARIANTS.items()}
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -34,6 +31,20 @@ def test_network_equivariant(name):
 def test_join_needs_a_projective_algebra():
     with pytest.raises(ValueError, match="projective"):
         GATrConfig(algebra=(3, 0, 0), use_join=True)
+    with pytest.raises(ValueError, match="projective"):
+        GATrConfig(algebra=(4, 1, 0), use_join=False, distance_attention=True)
+    with pytest.raises(ValueError, match="signature"):
+        GATrConfig(algebra=(3, 0))
+    with pytest.raises(ValueError, match="heads"):
+        GATrConfig(heads=0)
+
+
+def test_wrong_input_shapes_are_clear_errors():
+    net = GATr(VARIANTS["P-GATr"])
+    with pytest.raises(ValueError, match=r"\(\.\.\., T, 2, 16\)"):
+        net(torch.randn(1, 5, 2, 32), torch.randn(1, 5, 3))
+    with pytest.raises(ValueError, match="scalars"):
+        net(torch.randn(1, 5, 2, 16), torch.randn(1, 5, 2))
     with pytest.raises(ValueError, match="did you mean 'num_blocks'"):
         GATrConfig.from_dict({"num_block": 2})
 
@@ -57,3 +68,20 @@ def test_float32_network_equivariant():
     s = torch.randn(1, 5, config.in_s)
     assert_equivariant(net, Pin(3, 0, 1), [(mv, Multivector(3, 0, 1, atom_axis=1)), (s, Invariant(atom_axis=1))],
                        [Multivector(3, 0, 1, atom_axis=1), Invariant(atom_axis=1)], dtype=torch.float32, rtol=1e-4)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    """bf16 autocast (GATr's authors recommend bf16 over fp16): output within bf16 rounding of float32."""
+    torch.manual_seed(2)
+    net = GATr(VARIANTS["iP-GATr"]).eval()
+    mv, s = torch.randn(4, 8, 2, 16), torch.randn(4, 8, 3)
+    ref_mv, ref_s = net(mv, s)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_mv, out_s = net(mv, s)
+    assert out_s.dtype == torch.bfloat16  # the scalar path really ran in bf16
+    assert torch.isfinite(out_mv).all() and torch.isfinite(out_s).all()
+    rel = (out_mv.float() - ref_mv).norm() / ref_mv.norm()
+    assert rel < 0.1, rel
+    loss = out_mv.float().square().mean() + out_s.float().square().mean()
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
