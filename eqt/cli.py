@@ -106,6 +106,27 @@ def cmd_label(a) -> None:
     print(f"{len(labelled)} structures labelled with {a.method}: {a.output}")
 
 
+def cmd_nbody_data(a: argparse.Namespace) -> None:
+    from eqt.data.nbody import generate
+
+    sizes = None
+    if a.size:
+        sizes = {}
+        for item in a.size:
+            split, _, n = item.partition("=")
+            if not n.isdigit():
+                raise ValueError(f"--size expects SPLIT=N, got {item!r}")
+            sizes[split] = int(n)
+    paths = generate(a.output, sizes, seed=a.seed)
+    print("\n".join(f"{split}: {path}" for split, path in paths.items()))
+
+
+def cmd_nbody(a: argparse.Namespace) -> None:
+    from eqt.train.nbody import run_from_args
+
+    run_from_args(a)
+
+
 def _write_atoms(path: str, frames) -> None:
     import os
 
@@ -172,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("output")
     lab.add_argument("--method", default="GFN2-xTB")
     lab.set_defaults(func=cmd_label)
+    nb = dsub.add_parser("nbody", help="simulate GATr's n-body splits (star + planets, Newtonian gravity)")
+    nb.add_argument("output", help="folder for {split}.npz and meta.json")
+    nb.add_argument("--size", action="append", metavar="SPLIT=N",
+                    help="samples of a split (repeatable; default: the reference sizes of every split)")
+    nb.add_argument("--seed", type=int, default=0)
+    nb.set_defaults(func=cmd_nbody_data)
+
+    from eqt.train.nbody import add_arguments
+
+    exp = sub.add_parser("nbody", help="GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table")
+    add_arguments(exp).set_defaults(func=cmd_nbody)
     return p
 
 

@@ -7,6 +7,9 @@ Plane-based PGA (Roelfs & De Keninck; Dorst), blade order of :mod:`eqt.primitive
 - oriented plane through ``position`` with ``normal``: the normal on ``e1..e3`` moved by the
   translation to ``position``; its ``e1..e3`` part is the (rotation-covariant) normal;
 - translation by ``t``: the versor ``1 - ½ t_i e0i``;
+- rotation ``R``: the rotor with GATr's quaternion signs, quaternion ``(x, y, z, w)`` to ``[0] = w,
+  [8] = -z, [9] = y, [10] = -x`` (``e12, e13, e23``); an improper ``R`` gives the odd versor
+  ``rotor(-R) e123`` (``e123`` is the point at the origin, whose sandwich is the point inversion);
 - scalar: ``[0]``, pseudoscalar: ``[15]``.
 
 A Euclidean motion ``x -> R x + t`` (``R`` orthogonal, reflections included) acts on the basis
@@ -23,9 +26,11 @@ import torch
 from torch import Tensor
 
 from eqt.primitives.clifford import Algebra, sandwich
+from eqt.primitives.rotations import orthogonal_versor
+from eqt.primitives.rotations import quaternion_to_rotor as _quaternion_to_rotor
 
 __all__ = ["PGA", "embed_point", "extract_point", "embed_translation", "embed_oriented_plane",
-           "extract_oriented_plane", "euclidean_vector_action"]
+           "extract_oriented_plane", "euclidean_vector_action", "embed_rotation", "quaternion_to_rotor"]
 
 PGA = Algebra(3, 0, 1)
 
@@ -98,3 +103,29 @@ def euclidean_vector_action(rotation: Tensor, translation: Tensor) -> Tensor:
     m[1:, 1:] = rotation
     m[0, 1:] = -(translation @ rotation)
     return m
+
+
+def quaternion_to_rotor(quaternion: Tensor) -> Tensor:
+    """Quaternions ``(..., 4)`` ``(x, y, z, w)`` to rotors ``(..., 16)``: ``[0]=w, [8]=-z, [9]=y, [10]=-x``.
+
+    GATr's ``embed_rotation``: a unit quaternion of the rotation ``R`` (Hamilton convention, see
+    :mod:`eqt.primitives.rotations`) gives a unit rotor whose sandwich moves points ``x -> R x``.
+    """
+    return _quaternion_to_rotor(PGA, quaternion)
+
+
+def embed_rotation(rotation: Tensor) -> Tensor:
+    """Orthogonal matrices ``(..., 3, 3)`` to unit versors ``(..., 16)`` fixing the origin.
+
+    ``det R = +1``: the even rotor :func:`quaternion_to_rotor` of the matrix's quaternion;
+    ``det R = -1``: the odd versor ``rotor(-R) e123``. Either way the sandwich acts as the
+    outermorphism of ``euclidean_vector_action(R, 0)``, so
+    ``extract_point(sandwich(PGA, V, embed_point(x))) == R @ x``.
+
+    Args:
+        rotation: ``(..., 3, 3)`` orthogonal matrices (proper and improper may be mixed).
+
+    Returns:
+        ``(..., 16)`` versors.
+    """
+    return orthogonal_versor(PGA, rotation)
