@@ -32,13 +32,14 @@ class CheckpointError(ValueError):
 
 
 def _models() -> dict[str, Any]:
+    from eqt.models.equiformer import Equiformer, EquiformerConfig
     from eqt.models.et import ET, ETConfig
     from eqt.models.gatr import GATr, GATrConfig
     from eqt.models.nbody import NBodyModel, NBodyModelConfig
     from eqt.models.transformer import Transformer, TransformerConfig
 
     return {"ET": (ET, ETConfig), "GATr": (GATr, GATrConfig), "Transformer": (Transformer, TransformerConfig),
-            "NBodyModel": (NBodyModel, NBodyModelConfig)}
+            "NBodyModel": (NBodyModel, NBodyModelConfig), "Equiformer": (Equiformer, EquiformerConfig)}
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, extra: dict[str, Any] | None = None) -> Path:
