@@ -40,7 +40,13 @@ MODEL_NAMES = (*VARIANTS, "Transformer")
 
 @dataclasses.dataclass(frozen=True)
 class NBodyModelConfig(Config):
-    """Which model and how large. GATr sizes apply to the four GATr variants, ``hidden`` etc. to the Transformer."""
+    """Which model and how large. GATr sizes apply to the four GATr variants, ``hidden`` etc. to the Transformer.
+
+    ``centre=True`` subtracts the mean initial position before the model and adds it back after
+    (always on for E-GATr). It keeps exact E(3) equivariance and makes the inputs small, which
+    matters for C-GATr: a conformal point carries ``|x|^2 / 2`` on ``e4, e5``, so far from the
+    origin its components are large and float32 products lose the O(1) distances.
+    """
 
     variant: str = "iP-GATr"
     num_blocks: int = 4
@@ -53,6 +59,7 @@ class NBodyModelConfig(Config):
     hidden: int = 128
     transformer_heads: int = 8
     mlp_ratio: int = 2
+    centre: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in MODEL_NAMES:
@@ -91,10 +98,13 @@ class NBodyModel(nn.Module):
         m, x, v = inputs[..., :1], inputs[..., 1:4], inputs[..., 4:7]
         variant = self.config.variant
         zero = inputs.new_zeros(inputs.shape[0])
+        centre = x.mean(dim=-2, keepdim=True) if self.config.centre or variant == "E-GATr" else None  # (B, 1, 3)
+        if centre is not None and variant != "E-GATr":
+            x = x - centre
         if variant == "Transformer":
-            return self.net(inputs), zero
+            out = self.net(torch.cat([m, x, v], dim=-1))
+            return (out if centre is None else out + centre), zero
         if variant == "E-GATr":
-            centre = x.mean(dim=-2, keepdim=True)  # (B, 1, 3)
             mv = torch.stack([vga.embed_point(x, centre), vga.embed_vector(v)], dim=-2)  # (B, N, 2, 8)
             mv[..., 0, 0] = m[..., 0]
             out, _ = self.net(mv)
@@ -105,4 +115,5 @@ class NBodyModel(nn.Module):
         out, _ = self.net(mv.unsqueeze(-2))  # (B, N, 1, dim)
         out = out[..., 0, :]
         weight = out[..., 14] if mod is pga else out[..., 5] - out[..., 4]  # e123 / -<P, e_inf>
-        return mod.extract_point(out), (weight.abs() - 1.0).square().sum(-1)
+        pred = mod.extract_point(out)
+        return (pred if centre is None else pred + centre), (weight.abs() - 1.0).square().sum(-1)

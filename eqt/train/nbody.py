@@ -46,7 +46,7 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def sized_config(variant: str, target: int, num_blocks: int = 4) -> NBodyModelConfig:
+def sized_config(variant: str, target: int, num_blocks: int = 4, centre: bool = False) -> NBodyModelConfig:
     """The config of ``variant`` with ``num_blocks`` blocks whose parameter count is closest to ``target``.
 
     GATr variants scale ``hidden_mv = w`` with ``hidden_s = 2w``, 4 heads of ``max(1, w//4)``
@@ -55,8 +55,8 @@ def sized_config(variant: str, target: int, num_blocks: int = 4) -> NBodyModelCo
     """
     def make(w: int) -> NBodyModelConfig:
         if variant == "Transformer":
-            return NBodyModelConfig(variant=variant, num_blocks=num_blocks, hidden=8 * w)
-        return NBodyModelConfig(variant=variant, num_blocks=num_blocks, hidden_mv=w, hidden_s=2 * w, heads=4,
+            return NBodyModelConfig(variant=variant, num_blocks=num_blocks, hidden=8 * w, centre=centre)
+        return NBodyModelConfig(variant=variant, num_blocks=num_blocks, centre=centre, hidden_mv=w, hidden_s=2 * w, heads=4,
                                 head_mv=max(1, w // 4), head_s=max(1, w // 2), bilinear_mv=max(1, w // 2))
 
     def count(w: int) -> int:
@@ -77,10 +77,11 @@ def _tensors(split: dict[str, np.ndarray], dtype: torch.dtype) -> dict[str, Tens
 
 def run(out: str | Path, data_dir: str | Path, models: tuple[str, ...] = MODEL_NAMES, steps: int = 2000,
         train_size: int = 1000, eval_size: int = 5000, target_params: int = 130_000, num_blocks: int = 4,
-        seed: int = 0, log=print) -> dict:
+        seed: int = 0, centre: bool = False, log=print) -> dict:
     """Train and evaluate each model; returns ``{model: {"params", "steps", "seconds", split: {mse, mae}}}``.
 
-    Each model's result goes to ``out/<model>/result.json``; ``out/results.{json,md}`` collect all
+    ``centre=True`` trains the models on positions centred on their mean (run folders
+    ``<model>-centred``). Each model's result goes to ``out/<model>/result.json``; ``out/results.{json,md}`` collect all
     models found under ``out`` (so several processes can train different models in parallel).
     """
     out, data_dir = Path(out), Path(data_dir)
@@ -89,14 +90,15 @@ def run(out: str | Path, data_dir: str | Path, models: tuple[str, ...] = MODEL_N
     splits = {s: _tensors(data.load(data_dir, s), torch.float32) for s in sizes}
     config = StepConfig(steps=steps, batch_size=64, lr=3e-4, lr_decay=0.01, grad_clip=10.0,
                         val_every=max(steps // 20, 1), checkpoint_every=max(steps // 20, 1), seed=seed)
-    for name in models:
+    for variant in models:
+        name = f"{variant}-centred" if centre and variant != "E-GATr" else variant
         run_dir = out / name
         result_path = run_dir / "result.json"
         done = json.loads(result_path.read_text()) if result_path.exists() else {}
         if done.get("steps") == steps and done.get("train_size") == train_size and done.get("finished"):
             log(f"{name}: done already ({result_path})")
             continue
-        model_config = sized_config(name, target_params, num_blocks)
+        model_config = sized_config(variant, target_params, num_blocks, centre)
         torch.manual_seed(seed)
         model = NBodyModel(model_config)
         log(f"{name}: {n_params(model):,} parameters, {steps} steps on {train_size} samples")
@@ -119,7 +121,8 @@ def run(out: str | Path, data_dir: str | Path, models: tuple[str, ...] = MODEL_N
 def collect(out: str | Path) -> dict:
     """``{model: result}`` from every ``out/<model>/result.json`` (runs may be made by parallel processes)."""
     found = {p.parent.name: json.loads(p.read_text()) for p in Path(out).glob("*/result.json")}
-    return {name: found[name] for name in MODEL_NAMES if name in found}
+    order = [n for v in MODEL_NAMES for n in (v, f"{v}-centred")]
+    return {name: found[name] for name in order if name in found}
 
 
 def table(results: dict) -> str:
@@ -144,6 +147,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--params", type=int, default=130_000, help="target parameter count of every model")
     p.add_argument("--blocks", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--centre", action="store_true", help="centre positions on their mean (folders <model>-centred)")
     p.add_argument("--threads", type=int, default=1)
     return p
 
@@ -151,7 +155,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_from_args(a: argparse.Namespace) -> dict:
     """Run the experiment from parsed :func:`add_arguments` options and print the table."""
     torch.set_num_threads(a.threads)
-    res = run(a.out, a.data, tuple(a.models), a.steps, a.train_size, a.eval_size, a.params, a.blocks, a.seed)
+    res = run(a.out, a.data, tuple(a.models), a.steps, a.train_size, a.eval_size, a.params, a.blocks, a.seed, a.centre)
     print(table(res))
     return res
 

@@ -37,6 +37,20 @@ def test_gatr_variants_are_equivariant(variant):
     assert err < 1e-9
 
 
+@pytest.mark.parametrize("variant", ["C-GATr", "Transformer"])
+def test_centred_models_are_translation_equivariant(variant):
+    torch.manual_seed(0)
+    model = NBodyModel(NBodyModelConfig(variant=variant, centre=True, **SMALL)).double()
+    fn = lambda m, x, v: model(torch.cat([m, x, v], dim=-1))[0]  # noqa: E731
+    m, x, v = _inputs()
+    from eqt.reps.groups import Translations
+
+    reps = [(m, Invariant(atom_axis=1)), (x, Position(atom_axis=1)), (v, Vector(atom_axis=1))]
+    assert assert_equivariant(fn, Translations() * Permutations(4), reps, [Position(atom_axis=1)]) < 1e-9
+    if variant == "C-GATr":
+        assert assert_equivariant(fn, E3(), reps, [Position(atom_axis=1)]) < 1e-9
+
+
 def test_transformer_is_only_permutation_equivariant():
     torch.manual_seed(0)
     model = NBodyModel(NBodyModelConfig(variant="Transformer", **SMALL)).double()
