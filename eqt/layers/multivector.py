@@ -14,12 +14,13 @@ outputs keep roughly the input's scale.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor, nn
 
-from eqt.primitives.attention import distance_feature_count, multivector_qk_features
+from eqt.primitives.attention import distance_feature_count, distance_features, qk_blades
 from eqt.primitives.clifford import Algebra, geometric_product, join, squared_norm
 from eqt.primitives.clifford_basis import equivariant_linear_basis
 
@@ -60,6 +61,42 @@ class EquiLinear(nn.Module):
         """The equivariant maps ``(k, dim, dim)``, computed in float64 and cached per dtype and device."""
         return equivariant_linear_basis(self.algebra, self.subgroup, self.proper, dtype=dtype, device=device)
 
+    def dense_weight(self, dtype: torch.dtype | None = None,
+                     device: torch.device | None = None) -> tuple[Tensor, Tensor | None]:
+        """The whole layer as one affine map of the flattened channels.
+
+        Inputs are ``[mv.flatten(-2), s]`` (``in_mv * dim + in_s`` features), outputs
+        ``[mv_out.flatten(-2), s_out]``; the basis maps, ``s2mv``, ``mv2s`` and ``s2s`` are folded into
+        one matrix (cheap: its size does not depend on the batch), so that :meth:`forward` is one GEMM
+        (:func:`_affine` of :meth:`input_parts`).
+
+        Args:
+            dtype, device: of the basis maps (default: the weight's).
+
+        Returns:
+            ``weight (out_mv * dim + out_s', in_mv * dim + in_s)`` and ``bias`` of the rows (or None),
+            where ``out_s' = out_s`` if the layer computes scalars (it has ``mv2s`` or ``s2s``), else 0.
+        """
+        dtype, device = dtype or self.weight.dtype, device or self.weight.device
+        dim, (in_mv, in_s), (out_mv, out_s) = self.algebra.dim, self.rep_in, self.rep_out
+        w = torch.einsum("oik,kab->oaib", self.weight, self._basis(dtype, device)).reshape(out_mv * dim, in_mv * dim)
+        e0 = _scalar_blade(dim, dtype, device)  # the scalar blade, where s2mv writes and mv2s reads
+        if in_s:
+            s2mv = (self.s2mv.weight[:, None, :] * e0[:, None]).reshape(out_mv * dim, in_s) if self.s2mv is not None \
+                else w.new_zeros(out_mv * dim, in_s)
+            w = torch.cat([w, s2mv], dim=1)
+        bias = (self.bias[:, None] * e0).reshape(out_mv * dim) if self.bias is not None else None
+        if out_s and (self.mv2s is not None or self.s2s is not None):
+            mv2s = (self.mv2s.weight[:, :, None] * e0).reshape(out_s, in_mv * dim) if self.mv2s is not None \
+                else w.new_zeros(out_s, in_mv * dim)
+            rows = [mv2s] + ([self.s2s.weight if self.s2s is not None else w.new_zeros(out_s, in_s)] if in_s else [])
+            w = torch.cat([w, torch.cat(rows, dim=1)], dim=0)
+            s_bias = self.mv2s.bias if self.mv2s is not None else None
+            if bias is not None or s_bias is not None:
+                bias = torch.cat([bias if bias is not None else w.new_zeros(out_mv * dim),
+                                  s_bias if s_bias is not None else w.new_zeros(out_s)])
+        return w, bias
+
     def forward(self, mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Apply the layer.
 
@@ -70,27 +107,43 @@ class EquiLinear(nn.Module):
         Returns:
             ``(..., out_mv, dim)`` multivectors and ``(..., out_s)`` scalars (None when ``out_s == 0``).
         """
+        return self.split_output(_affine(self.input_parts(mv, s), *self.dense_weight()))  # one GEMM for all four maps
+
+    def input_parts(self, mv: Tensor, s: Tensor | None = None) -> list[Tensor]:
+        """Check the inputs and flatten them to the columns of :meth:`dense_weight`.
+
+        Returns:
+            ``[(..., in_mv * dim), (..., in_s)]`` (the scalars only when ``in_s > 0``), of one leading shape.
+        """
         dim, (in_mv, in_s) = self.algebra.dim, self.rep_in
         if mv.shape[-2:] != (in_mv, dim):
             raise ValueError(f"EquiLinear expects multivectors (..., {in_mv}, {dim}), got {tuple(mv.shape)}")
         if in_s and (s is None or s.shape[-1] != in_s):
             raise ValueError(f"EquiLinear expects scalars (..., {in_s}), got {None if s is None else tuple(s.shape)}")
-        # the channel-mixing of every basis map folded into one (out*dim, in*dim) matrix
-        w = torch.einsum("oik,kab->oaib", self.weight, self._basis(mv.dtype, mv.device))  # (out, dim, in, dim)
-        out = torch.einsum("oaib,...ib->...oa", w, mv)  # (..., out_mv, dim)
-        if self.bias is not None or self.s2mv is not None:
-            scalar = out[..., 0]
-            if self.bias is not None:
-                scalar = scalar + self.bias
-            if self.s2mv is not None:
-                scalar = scalar + self.s2mv(s)
-            out = torch.cat([scalar.unsqueeze(-1), out[..., 1:]], dim=-1)
-        s_out = None
-        if self.rep_out[1]:
-            s_out = self.mv2s(mv[..., 0]) if self.mv2s is not None else 0.0
-            if self.s2s is not None:
-                s_out = s_out + self.s2s(s)
-        return out, s_out
+        x = mv.flatten(-2)
+        if not in_s:
+            return [x]
+        lead = torch.broadcast_shapes(x.shape[:-1], s.shape[:-1])
+        return [x.expand(*lead, -1), s.expand(*lead, -1)]
+
+    def split_output(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Views of the rows of :meth:`dense_weight` as ``(..., out_mv, dim)`` and ``(..., out_s)`` (or None)."""
+        (out_mv, out_s), n_mv = self.rep_out, self.rep_out[0] * self.algebra.dim
+        if y.shape[-1] == n_mv:
+            return y.unflatten(-1, (out_mv, self.algebra.dim)), (0.0 if out_s else None)
+        mv, s = y.split([n_mv, out_s], dim=-1)  # split, not slicing: its backward is one cat of the gradients
+        return mv.unflatten(-1, (out_mv, self.algebra.dim)), s
+
+
+def _affine(parts: list[Tensor], weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``cat(parts, -1) @ weight.T + bias`` of ``parts (..., K_i)``, ``weight (N, sum K_i)``, ``bias (N,)``."""
+    return nn.functional.linear(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1), weight, bias)
+
+
+@functools.lru_cache(maxsize=None)
+def _scalar_blade(dim: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(dim,)`` one-hot of the scalar blade."""
+    return torch.nn.functional.one_hot(torch.tensor(0), dim).to(dtype=dtype, device=device)
 
 
 class EquiLayerNorm(nn.Module):
@@ -164,12 +217,12 @@ class GeometricBilinear(nn.Module):
         Returns: ``(..., out_mv, dim)``, ``(..., out_s)``.
         """
         h = self.hidden
-        x, _ = self.proj(mv, s)
-        parts = [geometric_product(self.algebra, x[..., :h, :], x[..., h:2 * h, :])]
+        if self.use_join and reference is None:
+            raise ValueError("GeometricBilinear with use_join needs a reference multivector (..., dim)")
+        x = self.proj(mv, s)[0].split(h, dim=-2)  # split, not slicing: its backward is one cat of the gradients
+        parts = [geometric_product(self.algebra, x[0], x[1])]
         if self.use_join:
-            if reference is None:
-                raise ValueError("GeometricBilinear with use_join needs a reference multivector (..., dim)")
-            parts.append(join(self.algebra, x[..., 2 * h:3 * h, :], x[..., 3 * h:, :], reference.unsqueeze(-2)))
+            parts.append(join(self.algebra, x[2], x[3], reference.unsqueeze(-2)))
         return self.out(torch.cat(parts, dim=-2), s)
 
 
@@ -236,6 +289,10 @@ class MultivectorAttention(nn.Module):
         self.distance = distance
         self.n_features = hidden_mv * distance_feature_count(algebra, distance) + hidden_s  # raises for wrong algebras
         self.log_weights = nn.Parameter(torch.zeros(heads, hidden_mv)) if distance else None
+        rows, signs, cols = _attention_layout(algebra, distance, heads, hidden_mv, hidden_s)
+        self.register_buffer("_qkv_rows", torch.tensor(rows), persistent=False)
+        self.register_buffer("_qkv_signs", torch.tensor(signs), persistent=False)
+        self.register_buffer("_out_cols", torch.tensor(cols), persistent=False)
 
     def forward(self, mv: Tensor, s: Tensor | None = None, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Attend over the token axis.
@@ -249,19 +306,66 @@ class MultivectorAttention(nn.Module):
             ``(..., T, C, dim)`` and ``(..., T, C_s)``.
         """
         H, hm, hs, dim = self.heads, self.hidden_mv, self.hidden_s, self.algebra.dim
-        x, xs = self.qkv(mv, s)  # (..., T, 3 H hm, dim), (..., T, 3 H hs)
-        lead, T = x.shape[:-3], x.shape[-3]
-        x = x.reshape(*lead, T, 3, H, hm, dim)
-        weights = self.log_weights.exp() if self.distance else None  # (H, hm)
-        q, k = multivector_qk_features(self.algebra, x[..., 0, :, :, :], x[..., 1, :, :, :], weights)  # (..., T, H, F)
-        v = x[..., 2, :, :, :].flatten(-2)  # (..., T, H, hm*dim)
-        if hs:
-            xs = xs.reshape(*lead, T, 3, H, hs)
-            q, k, v = (torch.cat([a, xs[..., i, :, :]], dim=-1) for i, a in enumerate((q, k, v)))
-        q, k, v = (a.transpose(-2, -3) for a in (q, k, v))  # (..., H, T, F)
+        ip, _, tri = qk_blades(self.algebra, self.distance)
+        n_ip, n_tri = len(ip), len(tri)
+        # the qkv layer restricted to the rows that enter attention, reordered per head (see _attention_layout)
+        w, b = self.qkv.dense_weight()
+        w = w[self._qkv_rows] * self._qkv_signs[:, None]
+        b = b[self._qkv_rows] * self._qkv_signs if b is not None else None
+        y = _affine(self.qkv.input_parts(mv, s), w, b)  # (..., T, rows)
+        f_qk, f_v = hm * n_ip + hs, hm * dim + hs
+
+        widths = [H * f_qk, H * f_qk, H * f_v] + ([H * hm * n_tri] * 2 if self.distance else [])
+        parts = y.split(widths, dim=-1)  # split, not slicing: its backward is one cat of the gradients
+        # (..., T, H * width) -> (..., H, T, width)
+        q, k, v = (part.unflatten(-1, (H, -1)).transpose(-2, -3) for part in parts[:3])
+        if self.distance:
+            qt, kt = (part.unflatten(-1, (H, hm, n_tri)).transpose(-3, -4) for part in parts[3:])
+            qd, kd = distance_features(qt, kt, self.log_weights.exp()[:, None, :])  # (..., H, T, hm, n_tri + 1)
+            q, k = torch.cat([q, qd.flatten(-2)], dim=-1), torch.cat([k, kd.flatten(-2)], dim=-1)
         mask = attn_mask.unsqueeze(-3) if attn_mask is not None else None
-        o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(self.n_features))
-        o = o.transpose(-2, -3)  # (..., T, H, hm*dim + hs)
-        o_mv = o[..., : hm * dim].reshape(*lead, T, H * hm, dim)
-        o_s = o[..., hm * dim:].reshape(*lead, T, H * hs) if hs else None
-        return self.out(o_mv, o_s)
+        o = nn.functional.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), attn_mask=mask,
+                                                       scale=1.0 / math.sqrt(self.n_features))
+        w, b = self.out.dense_weight()
+        return self.out.split_output(_affine([o.transpose(-2, -3).flatten(-2)], w[:, self._out_cols], b))
+
+
+@functools.lru_cache(maxsize=None)
+def _attention_layout(alg: Algebra, distance: bool, heads: int, hidden_mv: int,
+                      hidden_s: int) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+    """Rows of the qkv layer's :meth:`EquiLinear.dense_weight` in the order attention reads them, and the
+    out layer's columns in the order attention writes them.
+
+    The qkv rows are ordered ``(3, heads, hidden_mv, dim)`` multivector rows, then ``(3, heads, hidden_s)``
+    scalar rows. Attention reads, per head, ``[query inner-product blades (signed), query scalars]``,
+    the same for the keys, ``[all value blades, value scalars]``, and last the grade-n blades of queries
+    and keys (distance features). Selecting rows of the weight (not columns of the output) makes the
+    GEMM write the features in place. The out layer's input columns ``(heads, hidden_mv, dim)``, then
+    ``(heads, hidden_s)``, are read per head as ``[blades, scalars]``.
+
+    Returns:
+        ``(rows, signs, out_cols)``.
+    """
+    H, hm, hs, dim = heads, hidden_mv, hidden_s, alg.dim
+    ip, signs, tri = qk_blades(alg, distance)
+
+    def mv_row(t: int, h: int, c: int, a: int) -> int:
+        return ((t * H + h) * hm + c) * dim + a
+
+    def s_row(t: int, h: int, j: int) -> int:
+        return 3 * H * hm * dim + (t * H + h) * hs + j
+
+    rows, scale = [], []
+    for t in (0, 1):
+        for h in range(H):
+            rows += [mv_row(t, h, c, a) for c in range(hm) for a in ip] + [s_row(t, h, j) for j in range(hs)]
+            scale += (list(signs) if t == 0 else [1.0] * len(ip)) * hm + [1.0] * hs
+    for h in range(H):
+        rows += [mv_row(2, h, c, a) for c in range(hm) for a in range(dim)] + [s_row(2, h, j) for j in range(hs)]
+        scale += [1.0] * (hm * dim + hs)
+    for t in (0, 1):
+        rows += [mv_row(t, h, c, a) for h in range(H) for c in range(hm) for a in tri]
+        scale += [1.0] * (H * hm * len(tri))
+    cols = [col for h in range(H) for col in [(h * hm + c) * dim + a for c in range(hm) for a in range(dim)]
+            + [H * hm * dim + h * hs + j for j in range(hs)]]
+    return tuple(rows), tuple(scale), tuple(cols)

@@ -21,8 +21,8 @@ from eqt.primitives.activations import ACTIVATIONS
 from eqt.primitives.clifford import Algebra, inner_product
 from eqt.primitives.segment import segment_softmax
 
-__all__ = ["edge_attention_weights", "is_elementwise", "multivector_qk_features", "distance_feature_count"]
-
+__all__ = ["edge_attention_weights", "is_elementwise", "multivector_qk_features", "distance_feature_count",
+           "qk_blades", "distance_features"]
 
 
 def edge_attention_weights(scores: Tensor, target: Tensor, num_nodes: int, normalization: str = "softmax") -> Tensor:
@@ -72,8 +72,7 @@ def _qk_layout(alg: Algebra, distance: bool) -> tuple[tuple[int, ...], tuple[flo
 @functools.lru_cache(maxsize=None)
 def _qk_tensors(alg: Algebra, distance: bool, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """The layout of :func:`_qk_layout` as tensors, cached per dtype and device (no copies per call)."""
-    idx, signs, coords, homog = _qk_layout(alg, distance)
-    tri = coords + (homog,) if distance else ()
+    idx, signs, tri = qk_blades(alg, distance)
     return (torch.tensor(idx, device=device), torch.tensor(signs, dtype=dtype, device=device),
             torch.tensor(tri, dtype=torch.long, device=device))
 
@@ -122,16 +121,47 @@ def multivector_qk_features(alg: Algebra, q: Tensor, k: Tensor, distance_weights
     index, sign, tri = _qk_tensors(alg, distance, q.dtype, q.device)
     qf, kf = q.index_select(-1, index) * sign, k.index_select(-1, index)  # (..., C, n_ip)
     if distance:
-        def normalised(x: Tensor) -> tuple[Tensor, Tensor]:
-            t = x.index_select(-1, tri)
-            h = t[..., -1:]
-            t = t * (h / (h * h + eps))
-            return t[..., :-1], t[..., -1:]
-
-        qv, qh = normalised(q)
-        kv, kh = normalised(k)
-        w = distance_weights.unsqueeze(-1)
-        qd = torch.cat([(qv * qv).sum(-1, keepdim=True), qh * qh, qh * qv], dim=-1) * w
-        kd = torch.cat([-kh * kh, -(kv * kv).sum(-1, keepdim=True), 2.0 * kh * kv], dim=-1)
+        qd, kd = distance_features(q.index_select(-1, tri), k.index_select(-1, tri), distance_weights, eps)
         qf, kf = torch.cat([qf, qd], dim=-1), torch.cat([kf, kd], dim=-1)
     return qf.flatten(-2), kf.flatten(-2)
+
+
+def qk_blades(alg: Algebra, distance: bool = False) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+    """Which blades :func:`multivector_qk_features` reads.
+
+    Args:
+        alg: the algebra.
+        distance: the distance-aware layout (G(n,0,1) only).
+
+    Returns:
+        ``(inner, signs, grade_n)``: the blades entering the inner product and their metric signs
+        (folded into the queries), and, with ``distance``, the grade-n blades of
+        :func:`distance_features` (coordinates, then the homogeneous blade; empty otherwise).
+    """
+    idx, signs, coords, homog = _qk_layout(alg, distance)
+    return idx, signs, (coords + (homog,) if distance else ())
+
+
+def distance_features(q: Tensor, k: Tensor, weights: Tensor, eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """GATr's distance-aware query and key features from grade-n parts (see :func:`multivector_qk_features`).
+
+    Args:
+        q, k: ``(..., C, n)`` the blades ``qk_blades(alg, True)[2]`` of queries and keys
+            (coordinates, then the homogeneous blade).
+        weights: ``(..., C)`` positive weights (broadcast against ``q``).
+        eps: regulariser of the homogeneous normalisation.
+
+    Returns:
+        ``(..., C, n + 1)`` each, whose dot product is ``-w_c |q_h k_vec - k_h q_vec|^2`` after
+        normalising the homogeneous coordinates.
+    """
+    def normalised(x: Tensor) -> tuple[Tensor, Tensor]:
+        h = x[..., -1:]
+        x = x * (h / (h * h + eps))
+        return x[..., :-1], x[..., -1:]
+
+    qv, qh = normalised(q)
+    kv, kh = normalised(k)
+    qd = torch.cat([(qv * qv).sum(-1, keepdim=True), qh * qh, qh * qv], dim=-1) * weights.unsqueeze(-1)
+    kd = torch.cat([-kh * kh, -(kv * kv).sum(-1, keepdim=True), 2.0 * kh * kv], dim=-1)
+    return qd, kd
