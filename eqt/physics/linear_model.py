@@ -2,7 +2,7 @@
 
     E_eff(S) = E0 - Σ_{n=1}^{n_shells} J_n C_n(S),    C_n(S) = Σ_{{i,j} in shell n} S_i · S_j
 
-Shells are those of :mod:`eqt.physics.lattice` (minimum-image distances, each unordered pair once).
+Shells are those of :mod:`eqt.primitives.lattice` (minimum-image distances, each unordered pair once).
 ``J_n > 0`` favours parallel spins in shell ``n``. The couplings are fitted by ordinary least
 squares on (configuration, exact energy) pairs, e.g. from exact Monte Carlo.
 """
@@ -16,7 +16,8 @@ import math
 import torch
 
 from eqt.config import Config
-from eqt.physics.lattice import check_lattice_size, check_spins, shell_index, shell_pairs
+from eqt.primitives import lattice
+from eqt.primitives.lattice import check_lattice_size, check_spins, shell_masks, shell_pairs
 
 __all__ = ["LinearSpinModel", "fit_linear_model", "shell_correlations"]
 
@@ -39,22 +40,14 @@ def shell_correlations(spins: torch.Tensor, num_shells: int) -> torch.Tensor:
         raise ValueError(f"spins must have shape (B, L, L, 3), got {tuple(getattr(spins, 'shape', ()))}")
     check_lattice_size(L)
     shell_pairs(L, num_shells)  # validates num_shells against the lattice
-    s = check_spins(spins, L).reshape(spins.shape[0], L * L, 3)  # (B, N, 3)
-    gram = s @ s.transpose(1, 2)  # (B, N, N)
-    return 0.5 * torch.einsum("bij,nij->bn", gram, _shell_masks(L, num_shells))  # (i, j) and (j, i): halve
-
-
-@functools.lru_cache(maxsize=None)
-def _shell_masks(L: int, num_shells: int) -> torch.Tensor:
-    """``(num_shells, N, N)`` float64 indicator of each shell (a constant table, cached)."""
-    index = shell_index(L)
-    return torch.stack([(index == n) for n in range(1, num_shells + 1)]).to(torch.float64)
+    s = check_spins(spins, L).reshape(spins.shape[0], L * L, 1, 3)  # (B, N, 1, 3)
+    return lattice.shell_correlations(s, L, num_shells)[..., 0]
 
 
 @functools.lru_cache(maxsize=64)
 def _coupling_matrix(L: int, couplings: tuple[float, ...]) -> torch.Tensor:
     """``(N, N)`` float64 ``K_ij = J_{shell(i, j)}`` (0 on the diagonal and beyond the last shell)."""
-    return torch.einsum("n,nij->ij", torch.tensor(couplings, dtype=torch.float64), _shell_masks(L, len(couplings)))
+    return torch.einsum("n,nij->ij", torch.tensor(couplings, dtype=torch.float64), shell_masks(L, len(couplings)))
 
 
 @dataclasses.dataclass(frozen=True)

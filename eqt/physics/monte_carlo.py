@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 
 from eqt.config import Config
-from eqt.physics.lattice import check_lattice_size, check_spins
+from eqt.primitives.lattice import check_lattice_size, check_spins
 from eqt.physics.mc_statistics import Estimate, estimate
 
 __all__ = [

@@ -28,7 +28,7 @@ import time
 import torch
 
 from eqt.config import Config
-from eqt.physics.lattice import check_lattice_size, check_spins, nearest_neighbour_bonds
+from eqt.primitives.lattice import check_lattice_size, check_spins, nearest_neighbour_bonds
 
 __all__ = [
     "ENSEMBLES",

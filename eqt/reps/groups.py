@@ -32,6 +32,7 @@ __all__ = [
     "ProductGroup",
     "FiniteGroup",
     "cube_group",
+    "square_lattice_group",
 ]
 
 _MIRROR = np.diag([1.0, 1.0, -1.0])
@@ -449,3 +450,39 @@ class Pin(Group):
                 m = metric_reflection(self._vector(rng), self.metric) @ m
             out.append(Element(vector_action=m))
         return out
+
+
+def square_lattice_group(L: int) -> FiniteGroup:
+    """Translations x D4 of the periodic ``L x L`` square lattice as site permutations (``8 L^2`` elements).
+
+    Sites are numbered ``i = x * L + y``. Each element maps site ``(x, y)`` to
+    ``g(x, y) = D (x, y) + (a, b) mod L`` with ``D`` one of the 8 signed permutation matrices of the
+    square; acting on a per-site tensor it relabels sites (``new[g(i)] = old[i]``). Spins are not
+    rotated (the spin rotation group is a separate factor, e.g. ``O3()``).
+
+    Args:
+        L: lattice size (>= 1).
+
+    Returns:
+        A :class:`FiniteGroup` whose elements carry only ``permutation``.
+    """
+    if not isinstance(L, int) or L < 1:
+        raise ValueError(f"lattice size must be a positive integer, got {L!r}")
+    xy = np.array([(x, y) for x in range(L) for y in range(L)])
+    mats = []
+    for perm in ((0, 1), (1, 0)):
+        for sx in (1, -1):
+            for sy in (1, -1):
+                m = np.zeros((2, 2), dtype=int)
+                m[0, perm[0]], m[1, perm[1]] = sx, sy
+                mats.append(m)
+    elements = []
+    for m in mats:
+        for a in range(L):
+            for b in range(L):
+                image = (xy @ m.T + (a, b)) % L  # g(site i)
+                target = image[:, 0] * L + image[:, 1]
+                perm = np.empty(L * L, dtype=np.int64)
+                perm[target] = np.arange(L * L)  # new[g(i)] = old[i]  <=>  new[j] = old[perm[j]]
+                elements.append(Element(permutation=perm))
+    return FiniteGroup(elements, name=f"p4m({L}x{L})")

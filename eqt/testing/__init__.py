@@ -14,6 +14,7 @@ from eqt.reps.groups import (
     ProductGroup,
     Translations,
     cube_group,
+    square_lattice_group,
 )
 from eqt.testing.equivariance import assert_equivariant
 
@@ -32,6 +33,7 @@ __all__ = [
     "ProductGroup",
     "FiniteGroup",
     "cube_group",
+    "square_lattice_group",
     "Rep",
     "Invariant",
     "Vector",

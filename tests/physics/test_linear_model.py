@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from eqt.physics.lattice import shell_distances
+from eqt.primitives.lattice import shell_distances
 from eqt.physics.linear_model import LinearSpinModel, fit_linear_model, shell_correlations
 from eqt.physics.monte_carlo import random_spins
 from eqt.physics.spin_fermion import SpinFermionConfig, free_energy

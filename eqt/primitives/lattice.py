@@ -26,6 +26,8 @@ __all__ = [
     "shell_distances",
     "shell_index",
     "shell_pairs",
+    "shell_masks",
+    "shell_correlations",
     "site_coordinates",
 ]
 
@@ -169,3 +171,45 @@ def check_spins(spins: torch.Tensor, L: int, atol: float = UNIT_LENGTH_ATOL) -> 
     if err > atol:
         raise ValueError(f"spins must be unit vectors: | |S| - 1 | reaches {err:.3g} (tolerance {atol:g})")
     return spins
+
+
+@functools.lru_cache(maxsize=None)
+def _masks(L: int, num_shells: int, include_self: bool) -> torch.Tensor:
+    index = _shells(L)[1]
+    first = 0 if include_self else 1
+    masks = torch.stack([(index == n) for n in range(first, num_shells + 1)]).to(torch.float64)
+    masks.requires_grad_(False)
+    return masks
+
+
+def shell_masks(L: int, num_shells: int, include_self: bool = False) -> torch.Tensor:
+    """Indicator matrices of the shells: ``(S, N, N)`` float64, ``M[n, i, j] = 1`` if ``shell(i, j) = n``.
+
+    Rows are shells ``1 .. num_shells`` (``0 .. num_shells`` with ``include_self``, shell 0 being the
+    diagonal). Both orders of a pair are set. The tensor is a cached constant: do not modify it.
+
+    Raises:
+        ValueError: bad ``L`` or more shells than the lattice has.
+    """
+    check_lattice_size(L)
+    available = num_shells_available(L)
+    if not isinstance(num_shells, int) or not 1 <= num_shells <= available:
+        raise ValueError(f"the periodic {L}x{L} lattice has {available} neighbour shells (squared distances "
+                         f"{shell_distances(L)}); num_shells={num_shells!r} must be between 1 and {available}")
+    return _masks(L, num_shells, include_self)
+
+
+def shell_correlations(x: torch.Tensor, L: int, num_shells: int) -> torch.Tensor:
+    """Shell sums of vector products ``C_nc = sum_{{i,j} in shell n} x_ic . x_jc`` (each pair once).
+
+    Args:
+        x: ``(B, N, C, 3)`` vector channels on the ``N = L * L`` sites.
+        L: lattice size.
+        num_shells: shells ``1 .. num_shells``.
+
+    Returns:
+        ``(B, num_shells, C)`` in the dtype of ``x``.
+    """
+    masks = shell_masks(L, num_shells).to(dtype=x.dtype, device=x.device)  # (S, N, N)
+    gram = torch.einsum("bicx,bjcx->bcij", x, x)  # (B, C, N, N)
+    return 0.5 * torch.einsum("bcij,nij->bnc", gram, masks)  # both orders of each pair: halve

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from eqt.physics.lattice import (
+from eqt.primitives.lattice import (
     check_lattice_size,
     nearest_neighbour_bonds,
     num_shells_available,
