@@ -121,6 +121,12 @@ def cmd_nbody_data(a: argparse.Namespace) -> None:
     print("\n".join(f"{split}: {path}" for split, path in paths.items()))
 
 
+def cmd_slmc(a: argparse.Namespace) -> None:
+    from eqt.train.slmc import run_from_args
+
+    run_from_args(a)
+
+
 def cmd_nbody(a: argparse.Namespace) -> None:
     from eqt.train.nbody import run_from_args
 
@@ -204,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("nbody", help="GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table")
     add_arguments(exp).set_defaults(func=cmd_nbody)
+
+    from eqt.train.slmc import add_arguments as slmc_arguments
+
+    sl = sub.add_parser("slmc", help="self-learning Monte Carlo: exact data, linear and transformer effective "
+                                     "models, SLMC acceptance vs depth")
+    slmc_arguments(sl).set_defaults(func=cmd_slmc)
     return p
 
 
