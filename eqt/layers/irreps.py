@@ -29,11 +29,13 @@ from torch import Tensor, nn
 from eqt.primitives.irreps import (
     clebsch_gordan,
     divide_irreps,
-    head_permutation,
+    flat_blocks_to_e3nn,
+    from_blocks,
     scalar_mul,
     second_moment_constant,
     smooth_leaky_relu,
     sort_even_first,
+    to_blocks,
 )
 from eqt.primitives.segment import segment_softmax, segment_sum
 
@@ -94,21 +96,42 @@ class IrrepsLinear(nn.Module):
         """Args: x ``(..., rep_in.dim)``. Returns: ``(..., rep_out.dim)``."""
         lead = x.shape[:-1]
         x = x.reshape(-1, self.rep_in.dim)
-        parts = x.split([mul * ir.dim for mul, ir in self.rep_in], dim=-1)  # split: cheap backward (no zero fills)
-        blocks = [b.reshape(-1, mul, ir.dim) for b, (mul, ir) in zip(parts, self.rep_in)]
+        y = from_blocks(self.forward_blocks(to_blocks(x, self.rep_in)))
+        return y.reshape(*lead, self.rep_out.dim)
+
+    def forward_blocks(self, blocks: list[Tensor], in_scale: list[Tensor] | None = None) -> list[Tensor]:
+        """The same map on per-slot blocks (see :mod:`eqt.primitives.irreps`).
+
+        Args:
+            blocks: one ``(n, 2l + 1, mul_in)`` per slot of ``rep_in``, or a list of parts whose
+                channels concatenate to it (as :meth:`DepthwiseTensorProduct.forward_parts` gives).
+            in_scale: optional ``(mul_in,)`` per input slot: the map is applied to the input with
+                every channel multiplied by its scale (folded into the weights, not the input).
+
+        Returns: one ``(n, 2l + 1, mul_out)`` per slot of ``rep_out``; each path is one matrix product.
+        """
+        first = blocks[0] if isinstance(blocks[0], Tensor) else blocks[0][0]
         outs = []
         for mul_out, d, paths, b in self._plan:
             y = None
             for i, off, mul_in in paths:
                 w = self.weight[off:off + mul_in * mul_out].view(mul_in, mul_out)
-                term = torch.einsum("nud,uw->nwd", blocks[i], w)  # (n, mul_out, d)
-                y = term if y is None else y + term
+                if in_scale is not None:
+                    w = w * in_scale[i].unsqueeze(1)
+                xi = blocks[i]
+                if isinstance(xi, Tensor):
+                    xi = [xi]
+                r = 0
+                for part in xi:  # (n, d, c): rows r .. r + c of w
+                    term = torch.matmul(part, w[r:r + part.shape[2]])  # (n, d, mul_out)
+                    r += part.shape[2]
+                    y = term if y is None else y + term
             if y is None:
-                y = x.new_zeros(x.shape[0], mul_out, d)
+                y = first.new_zeros(first.shape[0], d, mul_out)
             if b >= 0:
-                y = y + self.bias[b:b + mul_out].view(1, mul_out, 1)
-            outs.append(y.reshape(-1, mul_out * d))
-        return torch.cat(outs, dim=-1).reshape(*lead, self.rep_out.dim)
+                y = y + self.bias[b:b + mul_out]
+            outs.append(y)
+        return outs
 
 
 class RadialMLP(nn.Module):
@@ -139,9 +162,14 @@ class RadialMLP(nn.Module):
         bound = 1.0 / math.sqrt(channels[-2])
         self.offset = nn.Parameter(torch.empty(channels[-1]).uniform_(-bound, bound))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Args: x ``(..., in)``. Returns: ``(..., out)``."""
-        return self.net(x) + self.offset
+    def forward(self, x: Tensor, out_index: Tensor | None = None) -> Tensor:
+        """Args: x ``(..., in)``; out_index: optional ``(out,)`` permutation of the outputs (applied to
+        the last layer's rows, not to the result). Returns: ``(..., out)``."""
+        h = self.net[:-1](x)
+        w, b = self.net[-1].weight, self.offset
+        if out_index is not None:
+            w, b = w.index_select(0, out_index), b.index_select(0, out_index)
+        return F.linear(h, w, b)
 
 
 class EquivariantLayerNorm(nn.Module):
@@ -220,6 +248,8 @@ class Gate(nn.Module):
                 index += [k] * ir.dim
                 k += 1
         self.register_buffer("gate_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        # blocks: rep_in is [0e slot = scalars + gates] + the gated slots (simplify merges the two 0e parts)
+        self._gated_muls = [mul for mul, _ in gated]
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x ``(..., rep_in.dim)``. Returns: ``(..., rep_out.dim)``."""
@@ -229,6 +259,17 @@ class Gate(nn.Module):
         s = F.silu(s) * _C_SILU
         v = v * (torch.sigmoid(g) * _C_SIGMOID).index_select(-1, self.gate_index)
         return torch.cat([s, v], dim=-1)
+
+    def forward_blocks(self, blocks: list[Tensor]) -> list[Tensor]:
+        """The same map on per-slot blocks: ``(n, 2l + 1, mul)`` per slot of ``rep_in`` -> of ``rep_out``."""
+        if not self.n_gates:
+            return [F.silu(b) * _C_SILU for b in blocks]
+        s, g = blocks[0].split([self.n_scalars, self.n_gates], dim=-1)  # (n, 1, .)
+        g = torch.sigmoid(g) * _C_SIGMOID
+        out = [F.silu(s) * _C_SILU] if self.n_scalars else []
+        for v, gk in zip(blocks[1:], g.split(self._gated_muls, dim=-1)):
+            out.append(v * gk)  # (n, 2l+1, mul) * (n, 1, mul)
+        return out
 
 
 class _ExactTables(nn.Module):
@@ -266,10 +307,18 @@ class DepthwiseTensorProduct(_ExactTables):
     normalisation; Equiformer's ``1/sqrt(fan_in)`` rescale is 1 for these paths (one path per
     output slot, one harmonic channel), so there is nothing to rescale.
 
-    Per input slot the harmonics are first contracted with the stacked tables of all its paths,
-    ``S = Y @ C`` ``(E, 2l1+1, P)``, then one batched matmul ``x (E, mul, 2l1+1) @ S`` gives every
-    path of the slot at once. Weights use e3nn's ``TensorProduct`` layout (path-major, channel-minor,
-    paths in construction order), so the results equal e3nn's ``'uvu'`` instructions.
+    Per input slot the harmonics are contracted with the stacked tables of its paths (one matmul
+    ``S = Y @ C``). The paths of one input slot that land in one output slot form a *part*: one
+    batched matmul ``S_part (E, (2l3+1) * paths, 2l1+1) @ x (E, 2l1+1, mul)`` gives it directly
+    as a contiguous ``(E, 2l3+1, paths * mul)`` block (component-major, the per-slot blocks of
+    :mod:`eqt.primitives.irreps`), and one broadcast multiply applies its weights (gathered once
+    into output-channel order, ``weight_index``). :meth:`forward_parts` returns the parts of each
+    output slot, which :class:`IrrepsLinear` reads without concatenating them;
+    :meth:`forward_blocks` concatenates them, and :meth:`forward` is the e3nn-layout wrapper.
+    Parts with a one-component input (``0e``) or one output row use broadcast multiplies instead
+    (batched matmuls with an inner size of 1 are slow on CPU). Weights use e3nn's
+    ``TensorProduct`` layout (path-major, channel-minor, paths in construction order), so the
+    results equal e3nn's ``'uvu'`` instructions.
 
     Args:
         irreps_in: node feature irreps.
@@ -296,48 +345,116 @@ class DepthwiseTensorProduct(_ExactTables):
         self.rep_out = out_sorted.simplify()
         self.weight_numel = sum(self.rep_in[i].mul for i, _, _ in paths)
         sh_slices = self.rep_sh.slices()
-        # per input slot with paths: (slot, mul, d_in, P columns, weight offset, n paths, path output dims)
-        self._groups: list[tuple[int, int, int, int, int, int, list[int]]] = []
-        pieces: list[tuple[int, int, int, int] | None] = [None] * len(paths)  # (group, path in group, mul, d_out)
+        # per input slot with paths: (slot, mul, d_in, weight offset, paths in construction order)
+        self._groups: list[tuple[int, int, int, int, list[int]]] = []
+        group_of: dict[int, tuple[int, int]] = {}  # path -> (group, path in group)
         w_off = 0
         for i, (mul, ir_in) in enumerate(self.rep_in):
             mine = [p for p, (pi, _, _) in enumerate(paths) if pi == i]
-            if not mine:
-                continue
-            width = sum(paths[p][2].dim for p in mine)
-            table = torch.zeros(self.rep_sh.dim, ir_in.dim, width, dtype=torch.float64)
-            col_path, col = [], 0
-            for k, p in enumerate(mine):
+            if mine:
+                for k, p in enumerate(mine):
+                    group_of[p] = (len(self._groups), k)
+                self._groups.append((i, mul, ir_in.dim, w_off, mine))
+                w_off += len(mine) * mul
+        # output slots of rep_out = runs of equal irreps among the sorted paths; a slot's channels are its
+        # paths' in sorted order; a *part* is a run of paths of one group inside a slot: one bmm gives it
+        # directly as (E, 2l3+1, paths * mul), rows ordered (m3, path)
+        order = sorted(range(len(paths)), key=lambda p: perm[p])
+        self._slot_parts: list[list[int]] = []  # per slot: its part indices
+        self._parts: list[tuple[int, int, int, int, int]] = []  # (group, n paths, d_out, table column offset, mul)
+        part_paths: list[list[int]] = []
+        prev_ir, prev_g = None, None
+        for p in order:
+            g, _ = group_of[p]
+            ir_out = paths[p][2]
+            if ir_out != prev_ir:
+                self._slot_parts.append([])
+            if ir_out != prev_ir or g != prev_g:
+                self._slot_parts[-1].append(len(part_paths))
+                part_paths.append([])
+            part_paths[-1].append(p)
+            prev_ir, prev_g = ir_out, g
+        tables: list[list[Tensor]] = [[] for _ in self._groups]
+        offsets = [0] * len(self._groups)
+        for pp in part_paths:
+            g = group_of[pp[0]][0]
+            _, mul, d_in, _, _ = self._groups[g]
+            d_out = paths[pp[0]][2].dim
+            t = torch.zeros(self.rep_sh.dim, d_out, len(pp), d_in, dtype=torch.float64)  # (sh, m3, path, m1)
+            for k, p in enumerate(pp):
                 _, j, ir_out = paths[p]
-                cg = clebsch_gordan(ir_in.l, self.rep_sh[j].ir.l, ir_out.l)  # (d_in, d_sh, d_out)
-                table[sh_slices[j], :, col:col + ir_out.dim] = cg.permute(1, 0, 2)
-                pieces[perm[p]] = (len(self._groups), k, mul, ir_out.dim)
-                col_path += [k] * ir_out.dim
-                col += ir_out.dim
-            g = len(self._groups)
-            self._register_table(f"cg_{g}", table.reshape(self.rep_sh.dim, ir_in.dim * width))
-            self.register_buffer(f"col_path_{g}", torch.tensor(col_path, dtype=torch.long), persistent=False)
-            self._groups.append((i, mul, ir_in.dim, width, w_off, len(mine), [paths[p][2].dim for p in mine]))
-            w_off += len(mine) * mul
-        self._pieces = pieces
+                cg = clebsch_gordan(self.rep_in[paths[p][0]].ir.l, self.rep_sh[j].ir.l, ir_out.l)  # (d_in, d_sh, d_out)
+                t[sh_slices[j], :, k, :] = cg.permute(1, 2, 0)
+            self._parts.append((g, len(pp), d_out, offsets[g], mul))
+            tables[g].append(t.reshape(self.rep_sh.dim, -1))
+            offsets[g] += d_out * len(pp) * d_in
+        for g, ts in enumerate(tables):
+            self._register_table(f"cg_{g}", torch.cat(ts, dim=1))  # (sh, sum over the group's parts)
+        # the weights in output-channel order (part by part): a part is weighted by one broadcast multiply
+        w_index = [self._groups[group_of[p][0]][3] + group_of[p][1] * self._groups[group_of[p][0]][1] + u
+                   for pp in part_paths for p in pp for u in range(self._groups[group_of[p][0]][1])]
+        self.register_buffer("weight_index", torch.tensor(w_index, dtype=torch.long), persistent=False)
+        self._part_muls = [n_paths * mul for _, n_paths, _, _, mul in self._parts]
         self.weight = nn.Parameter(torch.randn(self.weight_numel)) if internal_weights else None
 
     def forward(self, x: Tensor, sh: Tensor, weight: Tensor | None = None) -> Tensor:
         """Args: x ``(E, rep_in.dim)``, sh ``(E, rep_sh.dim)``, weight ``(E, weight_numel)`` (None with
         internal weights). Returns: ``(E, rep_out.dim)``."""
-        if (weight is None) == (self.weight is None):
+        return from_blocks(self.forward_blocks(to_blocks(x, self.rep_in), sh, weight))
+
+    def forward_blocks(self, x: list[Tensor], sh: Tensor, weight: Tensor | None = None) -> list[Tensor]:
+        """The product on per-slot blocks: ``(E, 2l + 1, mul)`` per slot of ``rep_in`` -> of ``rep_out``."""
+        return [torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+                for parts in self.forward_parts(x, sh, weight)]
+
+    def forward_parts(self, x: list[Tensor], sh: Tensor, weight: Tensor | None = None, *,
+                      weighted: bool = True, channel_order: bool = False) -> list[list[Tensor]]:
+        """The product with each output slot left as its channel parts (what :class:`IrrepsLinear` reads).
+
+        Args:
+            x: one ``(E, 2l + 1, mul)`` per slot of ``rep_in``; sh, weight as in :meth:`forward`.
+            weighted: ``False`` skips the internal (shared) weights, for a caller that folds
+                :meth:`channel_weights` into the linear map that follows.
+            channel_order: ``weight`` is already permuted by ``weight_index`` (e.g. by
+                ``RadialMLP(..., out_index=weight_index)``), which saves a gather of ``(E, weight_numel)``.
+
+        Returns:
+            Per slot of ``rep_out``, contiguous ``(E, 2l + 1, c)`` parts whose channels concatenate to the slot's.
+        """
+        if not weighted:
+            if weight is not None or self.weight is None:
+                raise ValueError("weighted=False is for products with internal weights, called without weights")
+        elif (weight is None) == (self.weight is None):
             raise ValueError("pass per-edge weights exactly when the product has no internal weights")
-        w_all = self.weight.unsqueeze(0) if weight is None else weight
-        n = x.shape[0]
-        xs = x.split([mul * ir.dim for mul, ir in self.rep_in], dim=-1)
-        ws = w_all.split([n_paths * mul for _, mul, _, _, _, n_paths, _ in self._groups], dim=-1)
-        results = []
-        for g, (i, mul, d_in, width, _, n_paths, dims) in enumerate(self._groups):
-            s = (sh @ getattr(self, f"cg_{g}")).view(n, d_in, width)  # (E, d_in, P)
-            y = torch.bmm(xs[i].reshape(n, mul, d_in), s)  # (E, mul, P)
-            w = ws[g].reshape(-1, n_paths, mul).transpose(1, 2)  # (E|1, mul, paths)
-            results.append((y * w.index_select(2, getattr(self, f"col_path_{g}"))).split(dims, dim=2))
-        return torch.cat([results[g][k].reshape(n, mul * d) for g, k, mul, d in self._pieces], dim=-1)
+        n = sh.shape[0]
+        s_all = [sh @ getattr(self, f"cg_{g}") for g in range(len(self._groups))]  # per group (E, sum rows * d_in)
+        if weighted:
+            w_all = self.weight.unsqueeze(0) if weight is None else weight  # (E|1, weight_numel)
+            if not channel_order:
+                w_all = w_all.index_select(1, self.weight_index)
+            ws = w_all.split(self._part_muls, dim=1)  # per part (E|1, c)
+        parts = []
+        for q, (g, n_paths, d_out, off, mul) in enumerate(self._parts):
+            i, _, d_in, _, _ = self._groups[g]
+            rows = d_out * n_paths
+            s = s_all[g][:, off:off + rows * d_in].view(n, rows, d_in)  # (E, (m3, path), m1)
+            if d_in == 1:  # an outer product: a broadcast multiply (batched matmuls with K = 1 are slow)
+                if weighted:  # weight the (small) input per path first: one pass over the part
+                    xw = x[i].reshape(-1, 1, 1, mul) * ws[q].view(-1, 1, n_paths, mul)  # (E|1, 1, paths, mul)
+                    parts.append((s.view(n, d_out, n_paths, 1) * xw).view(n, d_out, n_paths * mul))
+                    continue
+                y = (s * x[i]).view(n, d_out, n_paths * mul)  # (E, m3, (path, u))
+            elif rows == 1:  # one output row: multiply and sum (its backward would be a K = 1 batched matmul)
+                y = (s.view(n, d_in, 1) * x[i]).sum(1, keepdim=True)  # (E, 1, mul)
+            else:
+                y = torch.bmm(s, x[i].expand(n, -1, -1)).view(n, d_out, n_paths * mul)  # (E, m3, (path, u))
+            parts.append(y * ws[q].unsqueeze(1) if weighted else y)
+        return [[parts[q] for q in slot] for slot in self._slot_parts]
+
+    def channel_weights(self) -> list[Tensor]:
+        """The internal weights per output channel: one ``(mul,)`` per slot of ``rep_out``."""
+        ws = self.weight.index_select(0, self.weight_index).split(self._part_muls)
+        return [torch.cat([ws[q] for q in slot]) for slot in self._slot_parts]
 
 
 class EquivariantFFN(nn.Module):
@@ -396,11 +513,14 @@ class EdgeDegreeEmbedding(nn.Module):
     def forward(self, sh: Tensor, rbf: Tensor, edge_index: Tensor, num_nodes: int,
                 edge_weight: Tensor | None = None) -> Tensor:
         """Returns: ``(N, rep_out.dim)`` (see the class docstring for the arguments)."""
-        x = self.scalars.unsqueeze(0).expand(sh.shape[0], -1)  # (E, n0)
-        y = self.proj(self.dtp(x, sh, self.radial(rbf)))  # (E, dim)
+        x = self.scalars.view(1, 1, -1)  # (1, 1, n0): one 0e block, broadcast over edges
+        w = self.radial(rbf, self.dtp.weight_index)  # (E, weight_numel), in the product's channel order
+        y = self.proj.forward_blocks(self.dtp.forward_parts([x], sh, w, channel_order=True))  # per slot (E, d, mul)
+        y = torch.cat([b.reshape(b.shape[0], b.shape[1] * b.shape[2]) for b in y], dim=-1)  # (E, dim), blocks
         if edge_weight is not None:
             y = y * edge_weight.unsqueeze(-1)
-        return segment_sum(y, edge_index[1], num_nodes) / math.sqrt(self.avg_degree)
+        y = segment_sum(y, edge_index[1], num_nodes) / math.sqrt(self.avg_degree)  # (N, dim)
+        return flat_blocks_to_e3nn(y, self.rep_out)
 
 
 class EquivariantGraphAttention(nn.Module):
@@ -419,6 +539,12 @@ class EquivariantGraphAttention(nn.Module):
 
     Head ``h`` owns channels ``h*mul/H .. (h+1)*mul/H`` of every slot; the logits come from the
     ``0e`` part (as many channels as ``irreps_node`` has ``0e``), split per head.
+
+    Everything between the gather and the neighbour sum runs on per-slot blocks (see
+    :mod:`eqt.primitives.irreps`): the products hand their output parts straight to the linear
+    maps, the radial MLP emits the weights in the product's channel order, and ``DTP'``'s shared
+    weights are folded into ``Lin_v``'s matrices (the same function, fewer passes over the
+    ``(E, 3136)``-sized messages of the MD17 model).
 
     Args:
         irreps_node: input irreps (sorted even-first, simplified); every multiplicity divisible by
@@ -458,9 +584,6 @@ class EquivariantGraphAttention(nn.Module):
         self.value_proj = IrrepsLinear(self.value_dtp.rep_out, node)
         self.proj = IrrepsLinear(node, self.rep_out)
         self.alpha_dropout = nn.Dropout(alpha_drop) if alpha_drop > 0 else None
-        perm = head_permutation(node, num_heads)
-        self.register_buffer("head_index", perm, persistent=False)
-        self.register_buffer("head_index_inv", torch.argsort(perm), persistent=False)
 
     def forward(self, x: Tensor, edge_index: Tensor, sh: Tensor, rbf: Tensor,
                 edge_weight: Tensor | None = None) -> Tensor:
@@ -468,9 +591,12 @@ class EquivariantGraphAttention(nn.Module):
         src, dst = edge_index[0], edge_index[1]
         n, e, h = x.shape[0], src.shape[0], self.num_heads
         m = self.merge_src(x).index_select(0, src) + self.merge_dst(x).index_select(0, dst)  # (E, dim)
-        m = self.dtp(m, sh, self.radial(rbf))  # (E, dtp.dim)
+        # the edge pipeline runs on per-slot blocks (E, 2l+1, mul): no layout copies between its products
+        w = self.radial(rbf, self.dtp.weight_index)  # (E, weight_numel), in the product's channel order
+        m = self.dtp.forward_parts(to_blocks(m, self.rep_in), sh, w, channel_order=True)  # dtp.rep_out slots, as parts
 
-        logits = smooth_leaky_relu(self.alpha_linear(m).view(e, h, self.alpha_dot.shape[1])) * _C_SLRELU  # (E, H, C)
+        a = self.alpha_linear.forward_blocks(m)[0]  # (E, 1, n_alpha)
+        logits = smooth_leaky_relu(a.view(e, h, self.alpha_dot.shape[1])) * _C_SLRELU  # (E, H, C)
         logits = (logits * self.alpha_dot).sum(-1)  # (E, H)
         alpha = segment_softmax(logits, dst, n)  # (E, H)
         if edge_weight is not None:
@@ -480,11 +606,15 @@ class EquivariantGraphAttention(nn.Module):
         if self.alpha_dropout is not None:
             alpha = self.alpha_dropout(alpha)
 
-        v = self.value_proj(self.value_dtp(self.gate(self.value_linear(m)), sh))  # (E, dim)
-        v = v.index_select(1, self.head_index).view(e, h, self.rep_in.dim // h)  # (E, H, dim / H)
-        out = segment_sum(v * alpha.unsqueeze(-1), dst, n)  # (N, H, dim / H)
-        out = out.reshape(n, -1).index_select(1, self.head_index_inv)  # (N, dim)
-        return self.proj(out)
+        v = self.gate.forward_blocks(self.value_linear.forward_blocks(m))
+        v = self.value_dtp.forward_parts(v, sh, weighted=False)  # its shared weights are folded into value_proj
+        v = self.value_proj.forward_blocks(v, in_scale=self.value_dtp.channel_weights())  # node slots (E, 2l+1, mul)
+        # head k owns channels k*mul/H .. (k+1)*mul/H of every slot
+        a = alpha.view(e, 1, h, 1)
+        v = torch.cat([(b.view(e, b.shape[1], h, b.shape[2] // h) * a).view(e, b.shape[1] * b.shape[2])
+                       for b in v], dim=-1)  # (E, dim), blocks
+        out = segment_sum(v, dst, n)  # (N, dim), component-major blocks
+        return self.proj(flat_blocks_to_e3nn(out, self.rep_in))
 
 
 class EquiformerBlock(nn.Module):

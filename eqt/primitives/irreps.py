@@ -8,6 +8,12 @@ This module holds what the irreps layers of :mod:`eqt.layers.irreps` need and th
 parsing with one-line errors, the "even first" sort of Equiformer, component-normalised
 Clebsch-Gordan tables (computed once in float64, cached), spherical harmonics of edge vectors,
 the head split of a feature vector, and second-moment normalisation constants of activations.
+
+Inside a layer, features may also travel as *blocks*: a list with one ``(n, 2l + 1, mul)`` tensor
+per slot (component-major, cuEquivariance's ``ir_mul``). In that layout an equivariant linear map
+of a slot is one plain matrix product ``(n * (2l + 1), mul_in) @ (mul_in, mul_out)`` and a
+channel-wise tensor product is a batched matrix product, with no transposing copies; the e3nn
+layout is only used at layer boundaries (:func:`to_blocks`, :func:`from_blocks`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ __all__ = [
     "spherical_harmonics",
     "sh_irreps",
     "head_permutation",
+    "to_blocks",
+    "from_blocks",
+    "flat_blocks_to_e3nn",
     "second_moment_constant",
     "smooth_leaky_relu",
 ]
@@ -182,6 +191,35 @@ def head_permutation(irreps: o3.Irreps, num_heads: int) -> Tensor:
         for h in range(num_heads):
             per_head[h].append(block[h])
     return torch.cat([torch.cat(parts) for parts in per_head])
+
+
+def to_blocks(x: Tensor, irreps: o3.Irreps) -> list[Tensor]:
+    """Split an e3nn-layout feature into per-slot blocks (views, no copy).
+
+    Args:
+        x: ``(n, irreps.dim)``.
+        irreps: its irreps.
+
+    Returns:
+        One ``(n, 2l + 1, mul)`` view per slot (the transpose of e3nn's ``(n, mul, 2l + 1)``).
+    """
+    n = x.shape[0]
+    parts = x.split([mul * ir.dim for mul, ir in irreps], dim=-1)
+    return [b.view(n, mul, ir.dim).transpose(1, 2) for b, (mul, ir) in zip(parts, irreps)]
+
+
+def from_blocks(blocks: list[Tensor]) -> Tensor:
+    """Inverse of :func:`to_blocks`: per-slot ``(n, 2l + 1, mul)`` blocks -> ``(n, dim)`` in e3nn layout."""
+    n = blocks[0].shape[0]
+    return torch.cat([b.transpose(1, 2).reshape(n, b.shape[1] * b.shape[2]) for b in blocks], dim=-1)
+
+
+def flat_blocks_to_e3nn(x: Tensor, irreps: o3.Irreps) -> Tensor:
+    """Concatenated flattened blocks ``(n, sum_slots (2l+1) * mul)`` (component-major) -> e3nn layout ``(n, dim)``."""
+    n = x.shape[0]
+    parts = x.split([mul * ir.dim for mul, ir in irreps], dim=-1)
+    return torch.cat([b.view(n, ir.dim, mul).transpose(1, 2).reshape(n, mul * ir.dim)
+                      for b, (mul, ir) in zip(parts, irreps)], dim=-1)
 
 
 @functools.lru_cache(maxsize=None)
