@@ -2,6 +2,9 @@
 
 ``Transformer`` = ``Linear`` in, ``num_blocks`` :class:`~eqt.layers.transformer.PreNormBlock`
 (``LayerNorm -> SelfAttention``; ``LayerNorm -> MLP``), ``Linear`` out, on tokens ``(..., T, C)``.
+As in the GATr reference's ``BaselineTransformer`` there is no final layer norm: the residual
+stream reaches the output layer directly, so a regression target of large magnitude (absolute
+positions) is one linear map away from the input embedding.
 It is GATr's baseline in the n-body and scaling experiments: same skeleton, raw coordinates as
 features, no symmetry beyond token permutations (equivariance to E(3) comes only from data
 augmentation).
@@ -57,7 +60,6 @@ class Transformer(nn.Module):
             PreNormBlock(LayerNorm(c.hidden), SelfAttention(c.hidden, c.heads), LayerNorm(c.hidden),
                          MLP(c.hidden, c.mlp_ratio * c.hidden))
             for _ in range(c.num_blocks))
-        self.norm = nn.LayerNorm(c.hidden)
         self.head = nn.Linear(c.hidden, c.out_features)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
@@ -67,4 +69,4 @@ class Transformer(nn.Module):
         h = (self.embed(x),)
         for block in self.blocks:
             h = block(h, dict(attn_mask=attn_mask))
-        return self.head(self.norm(h[0]))
+        return self.head(h[0])
