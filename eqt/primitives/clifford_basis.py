@@ -19,9 +19,11 @@ Groups (``subgroup``):
 
 Counts (asserted in the tests, matching ``../shared/specs/gatr.md`` §1.5 and §2): G(3,0,0) 4 (O(3)),
 8 (SO(3)); G(3,0,1) 9 (Pin / E(3)), 16 (SE(3)); G(4,1,0) 6 (Pin(4,1)), 20 (E(3)), 40 (SE(3)).
-The returned basis is orthonormal in the Frobenius inner product (from an SVD), so its maps have
-comparable scales; it is not the grade-projection basis of the reference code, but spans the same
-space.
+The returned basis is orthonormal in the Frobenius inner product, so its maps have comparable
+scales, and canonical: Gram-Schmidt of the reduced row echelon form of the space, so it does not
+depend on the random elements or on rounding in the products (weights of trained models are
+coefficients over it). It is not the grade-projection basis of the reference code, but spans the
+same space.
 """
 
 from __future__ import annotations
@@ -127,8 +129,38 @@ def _basis_numpy(alg: Algebra, subgroup: str, proper: bool, n_samples: int, seed
         a = np.kron(eye, rho) - np.kron(rho.T, eye)  # acts on vec(L) in column-major order
         gram += a.T @ a
     evals, evecs = np.linalg.eigh(gram)  # ascending; the null space has (numerically) zero eigenvalues
-    null = evecs[:, evals < tol * evals[-1]].T  # (k, dim*dim), orthonormal
-    return np.stack([v.reshape(dim, dim, order="F") for v in null])
+    null = evecs[:, evals < tol * evals[-1]].T  # (k, dim*dim), orthonormal, but any rotation of it is too
+    return np.stack([v.reshape(dim, dim, order="F") for v in _canonical_basis(null)])
+
+
+def _canonical_basis(rows: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """The canonical orthonormal basis of the row space of ``rows (k, D)``.
+
+    ``eigh`` returns *some* orthonormal basis of the null space, which rotates with rounding-level
+    changes of the constraints (e.g. a different product kernel); trained weights are coefficients
+    over the basis, so it must not. The reduced row echelon form of a subspace is unique: rounded
+    to 9 decimals (removing rounding noise) and orthonormalised by Gram-Schmidt in row order (QR with
+    a positive diagonal), it gives the same basis for any spanning set of the same space.
+    """
+    a = rows.copy()
+    k, n = a.shape
+    row = 0
+    for col in range(n):
+        if row == k:
+            break
+        pivot = row + int(np.argmax(np.abs(a[row:, col])))
+        if abs(a[pivot, col]) < tol:
+            continue
+        a[[row, pivot]] = a[[pivot, row]]
+        a[row] /= a[row, col]
+        others = np.arange(k) != row
+        a[others] -= np.outer(a[others, col], a[row])
+        row += 1
+    if row != k:
+        raise RuntimeError(f"rank-deficient equivariant basis ({row} of {k} rows)")
+    a = np.round(a, 9) + 0.0  # + 0.0 turns -0.0 into 0.0
+    q, r = np.linalg.qr(a.T)  # (n, k)
+    return (q * np.sign(np.diag(r))).T
 
 
 def equivariant_linear_basis(alg: Algebra, subgroup: str = "pin", proper: bool = False, *, n_samples: int = 12,

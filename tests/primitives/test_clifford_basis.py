@@ -9,6 +9,10 @@ import torch
 from eqt.primitives.clifford import Algebra
 from eqt.primitives.clifford_basis import _versor, equivariant_linear_basis, reflection_vectors, versor_matrix
 
+#: <L_a, probe> for the canonical G(3,0,1) Pin basis (probe = arange(1, 257) / 256 as a 16x16 matrix)
+FINGERPRINT_PGA = [0.00390625, 0.06640625, 0.33984375, 0.676582346707, 1.229529031045, 1.366696340347, 1.66796875,
+                   0.99609375, 1.0]
+
 COUNTS = [  # (p, q, r, subgroup, proper, count) — ../shared/specs/gatr.md §1.5 and §2
     (3, 0, 0, "pin", False, 4),
     (3, 0, 0, "pin", True, 8),
@@ -62,3 +66,23 @@ def test_pga_basis_spans_the_reference_maps():
 def test_unknown_subgroup_is_an_error():
     with pytest.raises(ValueError, match="unknown subgroup"):
         equivariant_linear_basis(Algebra(3, 0, 0), "lorentz")
+
+
+@pytest.mark.parametrize("sig, subgroup, proper", [((3, 0, 0), "pin", False), ((3, 0, 1), "pin", False),
+                                                   ((3, 0, 1), "euclidean", True), ((4, 1, 0), "euclidean", False)])
+def test_basis_is_canonical(sig, subgroup, proper):
+    """Trained weights are coefficients over the basis: other random elements (hence other rounding and
+    another eigh rotation of the null space) must give the very same maps."""
+    alg = Algebra(*sig)
+    a = equivariant_linear_basis(alg, subgroup, proper, dtype=torch.float64)
+    b = equivariant_linear_basis(alg, subgroup, proper, n_samples=16, seed=7, dtype=torch.float64)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_pga_basis_fingerprint():
+    """Pins the G(3,0,1) basis: a change here silently breaks every saved GATr checkpoint."""
+    basis = equivariant_linear_basis(Algebra(3, 0, 1), dtype=torch.float64)  # (9, 16, 16)
+    probe = torch.arange(1, 257, dtype=torch.float64).reshape(16, 16) / 256
+    fingerprint = (basis * probe).sum(dim=(1, 2))
+    expected = torch.tensor(FINGERPRINT_PGA, dtype=torch.float64)
+    torch.testing.assert_close(fingerprint, expected, rtol=0, atol=1e-9)
