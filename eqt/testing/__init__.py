@@ -16,6 +16,7 @@ from eqt.reps.groups import (
     cube_group,
     square_lattice_group,
 )
+from eqt.reps.rays import Ray
 from eqt.testing.equivariance import assert_equivariant
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Invariant",
     "Vector",
     "Position",
+    "Ray",
     "Irreps",
     "AtomIndex",
     "Fixed",
