@@ -9,13 +9,27 @@ pytest.importorskip("yaml")
 from eqt.train.config import load_config  # noqa: E402
 from eqt.train.run import build_model  # noqa: E402
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+STUDIES = [p for p in ALL if p.name.startswith("slmc")]  # eqt slmc study configs
+CONFIGS = [p for p in ALL if p not in STUDIES]  # eqt train configs
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_config_loads_and_builds(path):
     config = load_config(path)
     model = build_model(config)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
+def test_study_config_loads_and_builds(path):
+    from eqt.models.spin_transformer import SpinTransformer, SpinTransformerConfig
+    from eqt.train.slmc import load_study_config
+
+    c = load_study_config(path)
+    model = SpinTransformer(SpinTransformerConfig(L=c.physics.L, num_layers=max(c.layers), channels=max(c.widths),
+                                                  heads=c.heads, head_channels=c.head_channels,
+                                                  qkv_shells=c.qkv_shells, readout_shells=c.readout_shells))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -30,7 +44,7 @@ def test_cli_help_for_every_command(capsys):
 
     parser = build_parser()
     for argv in (["--help"], ["train", "--help"], ["test", "--help"], ["md", "--help"], ["data", "sample", "--help"],
-                 ["data", "label", "--help"]):
+                 ["data", "label", "--help"], ["data", "nbody", "--help"], ["nbody", "--help"], ["slmc", "--help"]):
         with pytest.raises(SystemExit) as exc:
             parser.parse_args(argv)
         assert exc.value.code == 0
