@@ -42,7 +42,10 @@ class PotentialModule(L.LightningModule):
 
     def _losses(self, model: torch.nn.Module, batch: dict, train: bool, stage: str | None = None) -> dict[str, Tensor]:
         c = self.config
-        need_forces = c.forces_weight > 0 or not train
+        # forces are evaluated (and reported) at validation too, when the data have them
+        need_forces = "forces" in batch and (c.forces_weight > 0 or not train)
+        if c.forces_weight > 0 and "forces" not in batch:
+            raise ValueError("forces_weight > 0 but the data have no forces (set forces_weight=0 to train on energies)")
         out = Potential(model)(batch["z"], batch["pos"], batch["batch"], cell=batch.get("cell"), pbc=batch.get("pbc"),
                                num_systems=batch["num_systems"], forces=need_forces, create_graph=train,
                                validate=False)

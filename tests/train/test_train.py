@@ -80,3 +80,14 @@ def test_config_typo_names_the_nearest_key(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         load_config(tmp_path / "missing.yaml")
     assert load_config(None, ["batch_size=4", "model.hidden_channels=32"]).model == {"hidden_channels": 32}
+
+
+def test_energy_only_training_on_qm9_without_forces(shared_data, tmp_path):
+    """A scalar-property smoke run: QM9's U0 (Ha in the db, eV inside), no forces in the data."""
+    cfg = _config(shared_data / "qm9" / "test_qm9.db", tmp_path / "qm9", train_size=14, val_size=6, test_size=0,
+                  energy_key="energy_U0", forces_weight=0.0, energy_weight=1.0, max_epochs=2, ema_decay=0.0)
+    res = train(cfg)
+    assert res["model_path"].exists() and "val_energy_mae" in res["val"] and "val_forces_mae" not in res["val"]
+    with pytest.raises(ValueError, match="no forces"):
+        train(_config(shared_data / "qm9" / "test_qm9.db", tmp_path / "qm9f", train_size=14, val_size=6, test_size=0,
+                      energy_key="energy_U0", max_epochs=1))
