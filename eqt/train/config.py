@@ -98,17 +98,26 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     Raises:
         ValueError: missing file, invalid YAML, unknown keys (named, with the nearest valid key).
     """
+    return TrainConfig.from_dict(apply_overrides(read_yaml(path), list(overrides)))
+
+
+def read_yaml(path: str | Path | None) -> dict[str, Any]:
+    """The mapping in a YAML config file (``{}`` for None).
+
+    Raises:
+        ValueError: missing file, invalid YAML, or not a mapping (one line, naming the file).
+    """
     import yaml
 
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of keys to values")
-    return TrainConfig.from_dict(apply_overrides(values, list(overrides)))
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of keys to values")
+    return values

@@ -29,7 +29,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -92,21 +91,9 @@ class SLMCStudyConfig(Config):
 
 def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> SLMCStudyConfig:
     """YAML file + ``key=value`` overrides (``model.J=6`` reaches into ``model``) -> config."""
-    from eqt.train.config import apply_overrides
+    from eqt.train.config import apply_overrides, read_yaml
 
-    import yaml
-
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of keys to values")
+    values = read_yaml(path)
     values = apply_overrides({**values, "model": dict(values.get("model", SLMCStudyConfig().model))}, list(overrides))
     return SLMCStudyConfig.from_dict(values)
 
