@@ -41,26 +41,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import load_batch, sync  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "rmd17" / "aspirin_train.xyz"
 REF_MODEL = "graph_attention_transformer_nonlinear_exp_l2_md17"
-
-
-def load_batch(path: Path, n: int, device: str):
-    """The first ``n`` frames as ``(z, pos, batch)`` (float32)."""
-    import ase.io
-
-    frames = ase.io.read(path, f":{n}")
-    z = torch.cat([torch.as_tensor(a.numbers) for a in frames]).long().to(device)
-    pos = torch.cat([torch.as_tensor(a.positions) for a in frames]).float().to(device)
-    batch = torch.repeat_interleave(torch.arange(n), torch.tensor([len(a) for a in frames])).to(device)
-    return z, pos, batch
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 # ---------------------------------------------------------------------------------------------------

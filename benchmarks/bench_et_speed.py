@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import load_batch, sync  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,21 +32,6 @@ from eqt.physics.potential import Potential  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "rmd17" / "aspirin_test.xyz"
 ARGS = torchmdnet_args()  # the ET-MD17 size
-
-
-def load_batch(n: int, device: str):
-    import ase.io
-
-    frames = ase.io.read(DATA, f":{n}")
-    z = torch.cat([torch.as_tensor(a.numbers) for a in frames]).long().to(device)
-    pos = torch.cat([torch.as_tensor(a.positions) for a in frames]).float().to(device)
-    batch = torch.repeat_interleave(torch.arange(n), torch.tensor([len(a) for a in frames])).to(device)
-    return z, pos, batch
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -85,7 +71,7 @@ def main() -> None:
 
     rows = []
     for n in a.batches:
-        z, pos, batch = load_batch(n, a.device)
+        z, pos, batch = load_batch(DATA, n, a.device)
         for forces in (False, True):
             # same answer first
             y_r, f_r = ref_call(z, pos.clone(), batch, forces)
@@ -126,7 +112,7 @@ def main() -> None:
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        z, pos, batch = load_batch(a.batches[-1], a.device)
+        z, pos, batch = load_batch(DATA, a.batches[-1], a.device)
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device.startswith("cuda") else [])
         with profile(activities=acts) as prof:
             for _ in range(3):
