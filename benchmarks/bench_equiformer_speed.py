@@ -8,6 +8,8 @@ Inputs: the first ``B`` frames of rMD17 aspirin (21 atoms), float32, eval mode; 
 and conservative forces (``-dE/dpos`` by autograd, graph built inside the call for every model).
 Random weights (no weight transfer: eqt drops the reference's dead edge-degree parameters and its
 1/sqrt(18.03) energy scale, see docs/equiformer.md), so only the order of the energies is checked.
+On CUDA, "graph" rows also time each eqt model as :class:`eqt.physics.graphed.GraphedPotential`
+(fixed-capacity neighbour list, the whole E+F call replayed as one CUDA graph; ``--no-graphs`` skips).
 
 The reference runs in a child process (its own ``sys.path``: the reference work tree, shims for
 ``torch_cluster`` / ``torch_scatter`` / ``ocpmodels`` and optionally e3nn 0.4.4, the version it pins),
@@ -41,10 +43,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import load_batch, sync  # benchmarks/common.py
+from common import DATA_ROOT, load_batch, sync  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "rmd17" / "aspirin_train.xyz"
+DATA = DATA_ROOT / "rmd17" / "aspirin_train.xyz"
 REF_MODEL = "graph_attention_transformer_nonlinear_exp_l2_md17"
 
 
@@ -129,6 +131,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
     p.add_argument("--no-o3", action="store_true", help="skip eqt's default O(3) model")
+    p.add_argument("--no-graphs", action="store_true", help="on CUDA, skip the CUDA-graph rows")
+    p.add_argument("--graphs-on-cpu", action="store_true", help=argparse.SUPPRESS)  # eager fixed-shape path
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of eqt (se3) per batch")
     p.add_argument("--data", type=Path, default=DATA, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -142,6 +146,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     sys.path.insert(0, str(ROOT))
     from eqt.models.equiformer import MD17_L2, Equiformer
+    from eqt.physics.graphed import GraphedPotential
     from eqt.physics.potential import Potential
 
     dev = a.device
@@ -164,10 +169,29 @@ def main() -> None:
         sync(dev)
         return dict(t=time.perf_counter() - t0, energy=energy.view(-1).tolist(), fmax=forces.abs().max().item())
 
+    def graph_call(g, pos):
+        sync(dev)
+        t0 = time.perf_counter()
+        out = g(pos)
+        sync(dev)
+        return dict(t=time.perf_counter() - t0, energy=out["energy"].view(-1).tolist(),
+                    fmax=out["forces"].abs().max().item())
+
+    graphs = (dev.startswith("cuda") or a.graphs_on_cpu) and not a.no_graphs
+    if graphs:
+        params.update({f"{k} graph": v for k, v in list(params.items()) if k != "reference"})
     rows, checks = [], {}
     for n in a.batches:
         inputs = load_batch(a.data, n, dev)
         calls = {name: (lambda m=m: eqt_call(m, inputs)) for name, m in models.items()}
+        if graphs:  # the whole E+F call as one CUDA graph (eqt.physics.graphed)
+            for name, m in models.items():
+                try:
+                    g = GraphedPotential(m.model, inputs[0], inputs[2], pos=inputs[1])
+                    calls[f"{name} graph"] = lambda g=g: graph_call(g, inputs[1])
+                except Exception as exc:
+                    print(f"batch {n}: {name} CUDA graph capture failed: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160]}", flush=True)
         if ref is not None:
             calls["reference"] = lambda: ref(n)
         first = {name: call() for name, call in calls.items()}  # also the first warm-up call

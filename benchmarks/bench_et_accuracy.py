@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from common import DATA_ROOT as DATA  # noqa: E402  (benchmarks/common.py)
 sys.path.insert(0, str(ROOT))
 
 TASKS = {

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-__all__ = ["load_batch", "sync"]
+__all__ = ["DATA_ROOT", "load_batch", "sync"]
+
+#: The reference data sets: ``../shared/data`` beside the checkout, or ``$EQT_SHARED_DATA`` (for a
+#: machine where the data travel inside the working tree, e.g. the GPU script ``benchmarks/gpu.sh``).
+DATA_ROOT = Path(os.environ.get("EQT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def load_batch(path: Path, n: int, device: str):

@@ -62,7 +62,7 @@ def cmd_test(a) -> None:
                 raise ValueError(f"{a.data}: frame {f} has element(s) {', '.join(chemical_symbols[z] for z in unseen)} "
                                  f"that the model never saw in training (it knows "
                                  f"{', '.join(chemical_symbols[z] for z in known)})")
-    res = evaluate(model, frames, batch_size=a.batch_size)
+    res = evaluate(model, frames, batch_size=a.batch_size, device=a.device)
     print(format_table(res, units=a.report_units))
     if a.plot:
         print(f"parity plot: {parity_plot(res, a.plot)}")
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--forces-key")
     e.add_argument("--units", help="units of the file: eV (default) or kcal/mol")
     e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda")
     e.add_argument("--report-units", default="eV", choices=["eV", "kcal/mol"], help="units of the error table")
     e.add_argument("--plot", help="write a parity plot PNG here")
     e.set_defaults(func=cmd_test)

@@ -130,11 +130,11 @@ def hamiltonian(spins: torch.Tensor, config: SpinFermionConfig) -> torch.Tensor:
         torch.stack([torch.complex(sz, torch.zeros_like(sz)), torch.complex(sx, -sy)], -1),
         torch.stack([torch.complex(sx, sy), torch.complex(-sz, torch.zeros_like(sz))], -1),
     ], -2) * half  # (B, N, 2, 2)
-    kin = hopping_matrix(config.L, config.t).to(torch.complex128)  # (N, N)
-    h = torch.zeros(b, n, 2, n, 2, dtype=torch.complex128)
+    kin = hopping_matrix(config.L, config.t).to(device=spins.device, dtype=torch.complex128)  # (N, N)
+    h = torch.zeros(b, n, 2, n, 2, dtype=torch.complex128, device=spins.device)
     h[:, :, 0, :, 0] = kin
     h[:, :, 1, :, 1] = kin
-    site = torch.arange(n)
+    site = torch.arange(n, device=spins.device)
     h[:, site, :, site, :] += onsite.transpose(0, 1)  # advanced indices first: (N, B, 2, 2)
     return h.reshape(b, 2 * n, 2 * n)
 
@@ -185,7 +185,7 @@ def tight_binding_free_energy(config: SpinFermionConfig) -> float:
 
 
 def benchmark_free_energy(L: int = 6, batch_sizes: tuple[int, ...] = (1, 16, 64), min_time: float = 1.0,
-                          seed: int = 0) -> dict[int, float]:
+                          seed: int = 0, device: str | torch.device = "cpu") -> dict[int, float]:
     """Throughput of :func:`free_energy` (exact diagonalisation) on the current torch thread setting.
 
     Not a test. Each batch size is timed for at least ``min_time`` seconds after one warm-up call.
@@ -195,6 +195,7 @@ def benchmark_free_energy(L: int = 6, batch_sizes: tuple[int, ...] = (1, 16, 64)
         batch_sizes: configurations per call.
         min_time: seconds of timing per batch size.
         seed: seed of the random configurations.
+        device: where to diagonalise (``"cuda"``: the timing waits for the GPU after each batch size).
 
     Returns:
         Batch size -> configurations (free energies) per second.
@@ -204,11 +205,16 @@ def benchmark_free_energy(L: int = 6, batch_sizes: tuple[int, ...] = (1, 16, 64)
     out = {}
     for b in batch_sizes:
         s = torch.randn(b, L, L, 3, generator=gen, dtype=torch.float64)
-        s = s / s.norm(dim=-1, keepdim=True)
+        s = (s / s.norm(dim=-1, keepdim=True)).to(device)
+        cuda = s.device.type == "cuda"
         free_energy(s, config)
+        if cuda:
+            torch.cuda.synchronize(s.device)
         calls, start = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - start) < min_time or calls == 0:
             free_energy(s, config)
             calls += 1
+            if cuda:
+                torch.cuda.synchronize(s.device)
         out[b] = calls * b / elapsed
     return out

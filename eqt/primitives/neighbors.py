@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["radius_graph", "edge_vectors"]
+__all__ = ["radius_graph", "edge_vectors", "candidate_pairs", "fixed_radius_graph"]
 
 Backend = Literal["auto", "torch", "vesin"]
 
@@ -544,3 +544,77 @@ def edge_vectors(
         return vec + shifts @ cell[0]
     edge_cell = cell[batch[i]]  # (E, 3, 3)
     return vec + torch.bmm(shifts.unsqueeze(1), edge_cell).squeeze(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fixed-capacity graphs for CUDA-graph capture (no host synchronisation)
+
+
+def candidate_pairs(batch: Tensor) -> Tensor:
+    """Every ordered pair of distinct atoms of the same system, for :func:`fixed_radius_graph`.
+
+    Computed once per topology (it syncs: it reads the system sizes).
+
+    Args:
+        batch: ``(N,)`` sorted system index.
+
+    Returns:
+        ``(2, C)`` int64 ``[source j, target i]``, ``C = sum_b n_b (n_b - 1)``, sorted by target then
+        source within each system.
+    """
+    if batch.dim() != 1:
+        raise ValueError(f"candidate_pairs: batch must be (N,), got shape {tuple(batch.shape)}")
+    if batch.numel() and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("candidate_pairs: batch must be sorted (atoms of one system contiguous)")
+    counts = torch.unique_consecutive(batch, return_counts=True)[1].tolist() if batch.numel() else []
+    pieces, start = [], 0
+    for n in counts:
+        i, j = torch.meshgrid(torch.arange(n, device=batch.device), torch.arange(n, device=batch.device),
+                              indexing="ij")
+        keep = i != j
+        pieces.append(torch.stack([j[keep], i[keep]]) + start)
+        start += n
+    if not pieces:
+        return torch.zeros(2, 0, dtype=torch.long, device=batch.device)
+    return torch.cat(pieces, dim=1)
+
+
+def fixed_radius_graph(pos: Tensor, pairs: Tensor, cutoff: float, capacity: int,
+                       fill: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Non-periodic radius graph with a fixed number of edge slots, without host synchronisation.
+
+    The pairs of ``pairs`` closer than ``cutoff`` fill the first slots in their order (so the edges
+    are those of :func:`radius_graph`, same order when ``pairs`` comes from
+    :func:`candidate_pairs`); the remaining slots hold the edge ``fill`` (meant to join two
+    *ghost* atoms that no real atom is connected to, so padding never changes a real atom's
+    output). Because shapes never depend on the data, the call can be captured in a CUDA graph.
+    The cost is ``O(C)`` per call: all candidate pairs are measured (fine up to ~10^4 atoms per
+    system on a GPU; larger systems need a cell list).
+
+    Args:
+        pos: ``(N', 3)`` positions (``N' >= N``; ghosts may follow the real atoms).
+        pairs: ``(2, C)`` candidate ``[source, target]`` pairs, e.g. from :func:`candidate_pairs`.
+        cutoff: radius in the units of ``pos``.
+        capacity: number of edge slots ``E``.
+        fill: ``(source, target)`` of the padding edge.
+
+    Returns:
+        ``edge_index (2, E)`` int64 and ``count`` (0-dim int64 tensor, on the device): the number of
+        pairs within the cutoff. ``count > capacity`` means edges were dropped: check it (one sync)
+        and rebuild with a larger capacity.
+    """
+    if capacity < 1:
+        raise ValueError(f"fixed_radius_graph: capacity must be >= 1, got {capacity}")
+    with torch.no_grad():
+        d = pos[pairs[0]] - pos[pairs[1]]
+        inside = (d * d).sum(-1) < cutoff * cutoff  # (C,)
+        slot = torch.cumsum(inside, 0) - 1
+        slot = torch.where(inside & (slot < capacity), slot, capacity)  # overflow and outside -> trash slot
+        which = torch.full((capacity + 1,), -1, dtype=torch.long, device=pos.device)
+        which.scatter_(0, slot, torch.arange(pairs.shape[1], device=pos.device))
+        which = which[:capacity]
+        used = which >= 0
+        safe = which.clamp(min=0)
+        src = torch.where(used, pairs[0, safe], fill[0])
+        dst = torch.where(used, pairs[1, safe], fill[1])
+        return torch.stack([src, dst]), inside.sum()

@@ -15,7 +15,8 @@ from eqt.physics.potential import Potential
 __all__ = ["evaluate", "format_table", "parity_plot"]
 
 
-def evaluate(model: torch.nn.Module, frames, batch_size: int = 64, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, frames, batch_size: int = 64, dtype: torch.dtype = torch.float32,
+             device: str | torch.device = "cpu") -> dict[str, Any]:
     """Energies and forces of ``model`` against the labels of ``frames``.
 
     Args:
@@ -23,6 +24,7 @@ def evaluate(model: torch.nn.Module, frames, batch_size: int = 64, dtype: torch.
         frames: :class:`eqt.data.readers.Frames` with energies (and forces).
         batch_size: frames per call.
         dtype: evaluation dtype.
+        device: where the model runs (the metrics are computed on the host).
 
     Returns:
         Metrics in meV and meV/Å: ``energy_mae``, ``energy_rmse``, ``energy_mae_per_atom``,
@@ -31,19 +33,21 @@ def evaluate(model: torch.nn.Module, frames, batch_size: int = 64, dtype: torch.
     """
     from eqt.data.dataset import AtomsDataset, collate_atoms
 
-    model = model.to(dtype).eval()
+    model = model.to(dtype=dtype, device=device).eval()
     pot = Potential(model)
     ds = AtomsDataset(frames, dtype=dtype)
     e_pred, e_ref, f_pred, f_ref, zs, natoms = [], [], [], [], [], []
     for start in range(0, len(ds), batch_size):
         b = collate_atoms([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
-        out = pot(b["z"], b["pos"], b["batch"], cell=b.get("cell"), pbc=b.get("pbc"), num_systems=b["num_systems"],
-                  forces=frames.forces is not None)
-        e_pred.append(out["energy"].detach().double().numpy())
+        on = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in b.items()}
+        out = pot(on["z"], on["pos"], on["batch"], cell=on.get("cell"), pbc=on.get("pbc"),
+                  num_systems=b["num_systems"], forces=frames.forces is not None)
+        out = {k: v.detach().cpu() for k, v in out.items() if torch.is_tensor(v)}
+        e_pred.append(out["energy"].double().numpy())
         e_ref.append(b["energy"].double().numpy())
         natoms.append(torch.bincount(b["batch"], minlength=b["num_systems"]).numpy())
         if frames.forces is not None:
-            f_pred.append(out["forces"].detach().double().numpy())
+            f_pred.append(out["forces"].double().numpy())
             f_ref.append(b["forces"].double().numpy())
             zs.append(b["z"].numpy())
     e_pred, e_ref, natoms = np.concatenate(e_pred), np.concatenate(e_ref), np.concatenate(natoms)
