@@ -165,8 +165,8 @@ def _composition(frames: Frames, max_z: int) -> np.ndarray:
     return counts
 
 
-def fit_atomrefs(frames: Frames, max_z: int = 100) -> np.ndarray:
-    """Fit per-element reference energies by least squares, ``E_f ≈ Σ_i e[z_i]``.
+def fit_atomrefs(frames: Frames, max_z: int = 100, baseline: np.ndarray | None = None) -> np.ndarray:
+    """Fit per-element reference energies by least squares, ``E_f - baseline_f ≈ Σ_i e[z_i]``.
 
     Solved with ``numpy.linalg.lstsq`` (``rcond=None``) over the elements present; elements absent
     from the data get 0. When the compositions are collinear, e.g. a single-molecule data set
@@ -177,6 +177,8 @@ def fit_atomrefs(frames: Frames, max_z: int = 100) -> np.ndarray:
     Args:
         frames: frames with energies (eV).
         max_z: size of the returned table (atomic numbers must be ``< max_z``).
+        baseline: ``(F,)`` energies to subtract first (e.g. a force-trained model's own energies,
+            whose per-element offsets are then what this fits), or None.
 
     Returns:
         (max_z,) float64 reference energy of each element in eV.
@@ -190,7 +192,13 @@ def fit_atomrefs(frames: Frames, max_z: int = 100) -> np.ndarray:
         raise ValueError(f"fit_atomrefs: {frames.source} has no frames")
     counts = _composition(frames, max_z)
     present = np.flatnonzero(counts.sum(axis=0) > 0)
-    sol, *_ = np.linalg.lstsq(counts[:, present], np.asarray(frames.energy, np.float64), rcond=None)
+    target = np.asarray(frames.energy, np.float64)
+    if baseline is not None:
+        baseline = np.asarray(baseline, np.float64)
+        if baseline.shape != target.shape:
+            raise ValueError(f"fit_atomrefs: baseline has shape {baseline.shape}, expected {target.shape}")
+        target = target - baseline
+    sol, *_ = np.linalg.lstsq(counts[:, present], target, rcond=None)
     refs = np.zeros(max_z, dtype=np.float64)
     refs[present] = sol
     return refs

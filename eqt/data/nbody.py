@@ -49,13 +49,14 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from eqt.data.store import check_meta, is_number, meta_entry, read_npz, split_path, write_splits
+from eqt.primitives.rotations import haar_rotations
 
 __all__ = [
     "NBodyConfig",
@@ -71,15 +72,12 @@ _CHUNK = 8192  # candidates per random-number chunk (fixed: the data depend on i
 _MAX_EMPTY_CHUNKS = 16  # give up when this many chunks in a row produce no accepted sample at all
 _FORMAT_VERSION = 1  # bump when the sampling protocol changes: generate() then rewrites files
 _KEYS = ("masses", "x0", "v0", "x_final")
+_WHAT = "n-body split file"  # how error messages name a split file
 
 
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class NBodyConfig:
     """Parameters of the n-body simulation (defaults: the GATr reference training set).
@@ -123,21 +121,21 @@ class NBodyConfig:
                 lo, hi = value
             except (TypeError, ValueError):
                 raise ValueError(f"NBodyConfig: {name} must be a (min, max) pair, got {value!r}") from None
-            if not (_is_number(lo) and _is_number(hi) and math.isfinite(lo) and math.isfinite(hi)):
+            if not (is_number(lo) and is_number(hi) and math.isfinite(lo) and math.isfinite(hi)):
                 raise ValueError(f"NBodyConfig: {name} must hold two finite numbers, got {value!r}")
             if not 0.0 < lo <= hi:
                 raise ValueError(f"NBodyConfig: {name} must satisfy 0 < min <= max, got {value!r}")
             object.__setattr__(self, name, (float(lo), float(hi)))
         for name in ("velocity_noise", "translation_std"):
             value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+            if not (is_number(value) and math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"NBodyConfig: {name} must be a finite number >= 0, got {value!r}")
             object.__setattr__(self, name, float(value))
         try:
             shift = tuple(self.shift)
         except TypeError:
             raise ValueError(f"NBodyConfig: shift must be an (x, y, z) triple, got {self.shift!r}") from None
-        if len(shift) != 3 or not all(_is_number(s) and math.isfinite(s) for s in shift):
+        if len(shift) != 3 or not all(is_number(s) and math.isfinite(s) for s in shift):
             raise ValueError(f"NBodyConfig: shift must be three finite numbers, got {self.shift!r}")
         object.__setattr__(self, "shift", tuple(float(s) for s in shift))
         if not isinstance(self.n_steps, (int, np.integer)) or isinstance(self.n_steps, bool):
@@ -147,11 +145,11 @@ class NBodyConfig:
         object.__setattr__(self, "n_steps", int(self.n_steps))
         for name in ("duration", "G"):
             value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0.0):
+            if not (is_number(value) and math.isfinite(value) and value > 0.0):
                 raise ValueError(f"NBodyConfig: {name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
         value = self.max_displacement
-        if not (_is_number(value) and not math.isnan(value) and value > 0.0):
+        if not (is_number(value) and not math.isnan(value) and value > 0.0):
             raise ValueError(f"NBodyConfig: max_displacement must be > 0 (inf: no rejection), got {value!r}")
         object.__setattr__(self, "max_displacement", float(value))
 
@@ -173,21 +171,6 @@ class NBodyConfig:
 # --------------------------------------------------------------------------------------------
 # Simulation
 # --------------------------------------------------------------------------------------------
-def _haar_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 3, 3) Haar-random proper rotations, from uniformly random unit quaternions."""
-    q = rng.standard_normal((n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
-        ],
-        axis=-2,
-    )
-
-
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size: Any) -> np.ndarray:
     lo, hi = bounds
     return np.exp(rng.uniform(math.log(lo), math.log(hi), size=size))
@@ -207,7 +190,7 @@ def _sample_initial(
     sense = 2.0 * rng.integers(0, 2, size=(n, p)) - 1.0  # per-planet sense of rotation
     noise = config.velocity_noise * rng.standard_normal((n, p, 3))
     order = np.argsort(rng.random((n, b)), axis=1)
-    rot = _haar_rotations(rng, n)
+    rot = haar_rotations(rng, n)
     translation = config.translation_std * rng.standard_normal((n, 3))
 
     cos, sin = np.cos(phi), np.sin(phi)
@@ -375,45 +358,9 @@ SPLIT_CONFIGS: dict[str, NBodyConfig] = {
 """Simulation parameters of each reference split."""
 
 
-def _split_seed(seed: int, split: str) -> int:
-    """Seed of one split: a 32-bit word of ``SeedSequence([seed, crc32(split)])``."""
-    words = np.random.SeedSequence([int(seed), zlib.crc32(split.encode())]).generate_state(1)
-    return int(words[0])
-
-
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown n-body split {split!r}; expected one of {', '.join(SPLITS)}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_meta(root: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) and isinstance(meta.get("splits"), dict) else {}
-
-
-def _eqt_version() -> str | None:
-    try:
-        import eqt
-
-        return getattr(eqt, "__version__", None)
-    except ImportError:  # pragma: no cover - eqt is the package this module lives in
-        return None
 
 
 def generate(
@@ -451,36 +398,17 @@ def generate(
             raise ValueError(f"generate: size of split {split!r} must be an int >= 1, got {size!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"generate: seed must be an int >= 0, got {seed!r}")
-    root.mkdir(parents=True, exist_ok=True)
-    meta = _read_meta(root)
-    recorded: dict[str, Any] = dict(meta.get("splits", {}))
-    paths: dict[str, Path] = {}
-    for split, size in sizes.items():
-        path = root / f"{split}.npz"
-        config = SPLIT_CONFIGS[split]
-        entry = {
-            "file": path.name,
-            "size": int(size),
-            "seed": int(seed),
-            "split_seed": _split_seed(seed, split),
-            "config": config.to_dict(),
-            "format_version": _FORMAT_VERSION,
-        }
-        paths[split] = path
-        old = recorded.get(split)
-        if not overwrite and isinstance(old, dict) and {k: old.get(k) for k in entry} == entry:
-            try:
-                load(root, split)
-                continue
-            except (OSError, ValueError):
-                pass
-        data = simulate(int(size), config, seed=entry["split_seed"])
-        _atomic_write(path, lambda fh: np.savez(fh, **data))
-        recorded[split] = {**entry, "eqt_version": _eqt_version()}
-        new_meta = {"format": "eqt.data.nbody", "eqt_version": _eqt_version(), "splits": recorded}
-        text = json.dumps(new_meta, indent=2) + "\n"
-        _atomic_write(root / "meta.json", lambda fh: fh.write(text.encode()))
-    return paths
+    return write_splits(
+        root,
+        sizes,
+        seed,
+        configs={split: SPLIT_CONFIGS[split].to_dict() for split in sizes},
+        make=lambda split, size, split_seed: simulate(size, SPLIT_CONFIGS[split], seed=split_seed),
+        verify=lambda split: load(root, split),
+        format_name="eqt.data.nbody",
+        format_version=_FORMAT_VERSION,
+        overwrite=overwrite,
+    )
 
 
 def load(root: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
@@ -500,42 +428,17 @@ def load(root: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
     """
     _check_split(split)
     root = Path(root)
-    path = root / f"{split}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"n-body split file {path} not found; create it with "
-            f"eqt.data.nbody.generate({str(root)!r}, sizes={{{split!r}: {SPLITS[split]}}})"
-        )
-    try:
-        with np.load(str(path), allow_pickle=False) as npz:
-            files = list(npz.files)
-            missing = [k for k in _KEYS if k not in files]
-            if missing:
-                have = ", ".join(files)
-                raise ValueError(f"n-body split file {path} lacks {', '.join(missing)} (has {have})")
-            data = {k: np.asarray(npz[k]) for k in _KEYS}
-    except ValueError as exc:
-        if str(path) in str(exc):
-            raise
-        raise ValueError(f"cannot read n-body split file {path}: {_one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - zipfile/OS errors on corrupt files
-        reason = f"{type(exc).__name__}: {_one_line(exc)}"
-        raise ValueError(f"cannot read n-body split file {path}: {reason}") from None
+    path = split_path(root, split)
+    create = f"eqt.data.nbody.generate({str(root)!r}, sizes={{{split!r}: {SPLITS[split]}}})"
+    data = read_npz(path, _KEYS, _WHAT, create)
     for key, arr in data.items():
         if not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"n-body split file {path}: {key} has dtype {arr.dtype}, expected float")
-    _check_shapes(data, f"n-body split file {path}")
-    entry = _read_meta(root).get("splits", {}).get(split)
-    if isinstance(entry, dict):
+            raise ValueError(f"{_WHAT} {path}: {key} has dtype {arr.dtype}, expected float")
+    _check_shapes(data, f"{_WHAT} {path}")
+    entry = meta_entry(root, split)
+    if entry is not None:
         n, b = data["masses"].shape
-        want_n = entry.get("size")
         want_b = (entry.get("config") or {}).get("n_planets")
-        if want_n is not None and n != want_n:
-            raise ValueError(f"n-body split file {path} has {n} samples, meta.json says {want_n}")
-        if want_b is not None and b != want_b + 1:
-            raise ValueError(f"n-body split file {path} has {b} bodies, meta.json says {want_b + 1}")
+        bodies = None if want_b is None else want_b + 1
+        check_meta(path, _WHAT, (("samples", n, entry.get("size")), ("bodies", b, bodies)))
     return {k: v.astype(np.float64, copy=False) for k, v in data.items()}
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -70,6 +70,10 @@ class MCConfig(Config):
         step_size: size of the Gaussian kick of ``"rotation"`` (ignored by ``"sphere"``).
         sample_interval: keep every ``sample_interval``-th recorded configuration in
             :attr:`MCResult.samples`; 0 keeps none.
+        sample_proposals: SLMC only: the kept samples are the global *proposals* (the trial
+            configurations after the effective-model updates, accepted or not, with their exact
+            energies) instead of the chain states: the configurations on which the effective model
+            decides the acceptance, the training data of the self-learning loop.
         seed: seed of the ``torch.Generator`` driving the chains.
     """
 
@@ -79,9 +83,12 @@ class MCConfig(Config):
     move: str = "sphere"
     step_size: float = 0.5
     sample_interval: int = 0
+    sample_proposals: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sample_proposals, bool):
+            raise ValueError(f"MCConfig.sample_proposals must be true or false, got {self.sample_proposals!r}")
         for name in ("num_steps", "num_thermalize", "sample_interval", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -110,7 +117,8 @@ class MCResult:
             1.0 or 0.0 for the global decision.
         local_acceptance: ``(T, B)`` fraction of local moves accepted (SLMC: under ``E_eff``).
         spins: ``(B, L, L, 3)`` final configurations.
-        samples: ``(T', B, L, L, 3)`` kept configurations (``sample_interval``), else ``(0, B, L, L, 3)``.
+        samples: ``(T', B, L, L, 3)`` kept configurations (``sample_interval``; the SLMC proposals
+            with ``sample_proposals``), else ``(0, B, L, L, 3)``.
         sample_energies: ``(T', B)`` exact energies of ``samples``.
     """
 
@@ -213,8 +221,8 @@ def local_metropolis(spins: torch.Tensor, energies: torch.Tensor, energy_fn: Ene
 
 def slmc_step(spins: torch.Tensor, exact: torch.Tensor, effective: torch.Tensor, exact_fn: EnergyFn,
               effective_fn: EnergyFn, temperature: float, num_local: int, move: str = "sphere",
-              step_size: float = 0.5, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+              step_size: float = 0.5, generator: torch.Generator | None = None, *, with_trial: bool = False
+              ) -> tuple[torch.Tensor, ...]:
     """One cumulative SLMC update of every chain.
 
     Args:
@@ -228,18 +236,21 @@ def slmc_step(spins: torch.Tensor, exact: torch.Tensor, effective: torch.Tensor,
         move: local proposal, see :func:`propose_spins`.
         step_size: kick size of ``"rotation"``.
         generator: random generator.
+        with_trial: also return the proposal ``trial (B, L, L, 3)`` and its ``exact_trial (B,)``.
 
     Returns:
         ``(spins, exact, effective, accepted, local_accepted)``: the new state (``(B, L, L, 3)``,
-        ``(B,)``, ``(B,)``), ``(B,)`` bool global decisions, ``(B,)`` accepted local moves.
+        ``(B,)``, ``(B,)``), ``(B,)`` bool global decisions, ``(B,)`` accepted local moves; then
+        ``trial, exact_trial`` with ``with_trial``.
     """
     trial, eff_trial, local = local_metropolis(spins, effective, effective_fn, temperature, num_local, move,
                                                step_size, generator)
     exact_trial = _energies(exact_fn, trial)
     log_ratio = -((exact_trial - eff_trial) - (exact - effective)) / temperature
     ok = _accept(log_ratio, generator)
-    spins = torch.where(ok[:, None, None, None], trial, spins)
-    return spins, torch.where(ok, exact_trial, exact), torch.where(ok, eff_trial, effective), ok, local
+    new = torch.where(ok[:, None, None, None], trial, spins)
+    out = (new, torch.where(ok, exact_trial, exact), torch.where(ok, eff_trial, effective), ok, local)
+    return out + (trial, exact_trial) if with_trial else out
 
 
 def observables(spins: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -284,14 +295,15 @@ class _Recorder:
         self.sample_energies: list[torch.Tensor] = []
 
     def record(self, step: int, spins: torch.Tensor, energy: torch.Tensor, acceptance: torch.Tensor,
-               local: torch.Tensor) -> None:
+               local: torch.Tensor, keep: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         values = {"energy": energy, "acceptance": acceptance, "local_acceptance": local, **observables(spins)}
         for k, v in values.items():
             self.series[k].append(v.to(torch.float64))
         k = self.config.sample_interval
         if k and step % k == 0:
-            self.samples.append(spins.clone())
-            self.sample_energies.append(energy.clone())
+            kept, kept_energy = keep if keep is not None else (spins, energy)
+            self.samples.append(kept.clone())
+            self.sample_energies.append(kept_energy.clone())
 
     def result(self, spins: torch.Tensor) -> MCResult:
         series = {k: torch.stack(v) for k, v in self.series.items()}
@@ -353,8 +365,10 @@ def run_slmc(exact_fn: EnergyFn, effective_fn: EnergyFn, spins: torch.Tensor, te
     exact, effective = _energies(exact_fn, spins), _energies(effective_fn, spins)
     rec = _Recorder(config)
     for step in range(config.num_thermalize + config.num_steps):
-        spins, exact, effective, ok, local = slmc_step(spins, exact, effective, exact_fn, effective_fn, temperature,
-                                                       per_step, config.move, config.step_size, gen)
+        spins, exact, effective, ok, local, trial, exact_trial = slmc_step(
+            spins, exact, effective, exact_fn, effective_fn, temperature, per_step, config.move, config.step_size,
+            gen, with_trial=True)
         if step >= config.num_thermalize:
-            rec.record(step - config.num_thermalize, spins, exact, ok.to(torch.float64), local / per_step)
+            rec.record(step - config.num_thermalize, spins, exact, ok.to(torch.float64), local / per_step,
+                       keep=(trial, exact_trial) if config.sample_proposals else None)
     return rec.result(spins)

@@ -14,6 +14,8 @@ Conventions:
   ``e1, e2, e3`` are the three Euclidean basis vectors (positions ``r, r+1, r+2`` of the algebra:
   after the null vector in G(3,0,1)). Its sandwich rotates ``e1..e3`` by ``R`` and fixes the other
   basis vectors.
+- :func:`haar_rotations` samples rotations in NumPy float64, for the seeded data generators of
+  :mod:`eqt.data`.
 - An improper ``R`` (``det R = -1``) is the point inversion ``-I`` composed with the rotation ``-R``;
   its versor is the odd ``rotor(-R) e123``, whose (twisted) sandwich maps ``e1..e3`` by ``R`` and
   fixes the other basis vectors.
@@ -21,12 +23,19 @@ Conventions:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from eqt.primitives.clifford import Algebra, geometric_product
 
-__all__ = ["rotation_to_quaternion", "quaternion_to_rotation", "quaternion_to_rotor", "orthogonal_versor"]
+__all__ = [
+    "rotation_to_quaternion",
+    "quaternion_to_rotation",
+    "quaternion_to_rotor",
+    "orthogonal_versor",
+    "haar_rotations",
+]
 
 
 def _check_matrix(r: Tensor) -> None:
@@ -153,3 +162,32 @@ def orthogonal_versor(alg: Algebra, rotation: Tensor) -> Tensor:
     pseudo[alg.blade_index((alg.r, alg.r + 1, alg.r + 2))] = 1.0
     odd = geometric_product(alg, rotor, pseudo)
     return torch.where(sign[..., None] < 0, odd, rotor)
+
+
+def haar_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 3, 3)`` Haar-random proper rotations (NumPy float64), from uniform unit quaternions.
+
+    Draws one ``rng.standard_normal((n, 4))`` call, read as ``(w, x, y, z)`` and normalised (a
+    normalised Gaussian vector is uniform on the unit 3-sphere, whose image in SO(3) is the Haar
+    measure), and returns the matrices of :func:`quaternion_to_rotation`'s formula. The seeded
+    data sets of :mod:`eqt.data.nbody`, :mod:`eqt.data.rigid` and :mod:`eqt.data.scenes` depend
+    on these exact draws and operations: changing them changes the data.
+
+    Args:
+        rng: the random generator to draw from.
+        n: number of rotations (>= 0).
+
+    Returns:
+        ``(n, 3, 3)`` float64 rotation matrices with ``det = +1``, ``v -> R @ v``.
+    """
+    q = rng.standard_normal((n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
+        ],
+        axis=-2,
+    )

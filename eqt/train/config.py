@@ -8,13 +8,20 @@ from typing import Any
 
 from eqt.config import Config
 
-__all__ = ["TrainConfig", "load_config", "apply_overrides"]
+__all__ = ["TrainConfig", "load_config", "apply_overrides", "OBJECTIVES"]
+
+#: Training objectives: joint energy + force regression, or forces alone (PolyGET).
+OBJECTIVES = ("energy+forces", "forces")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
     """Everything a training run needs (defaults: TorchMD-NET's ``ET-MD17.yaml`` recipe).
 
+    ``objective``: ``"energy+forces"`` (loss ``energy_weight MSE(E) + forces_weight MSE(F)``) or
+    ``"forces"`` (PolyGET's force-only training: ``energy_weight`` must be 0, energies are not needed
+    in the data; when they are there, per-element energy offsets are fitted by least squares after
+    training so that the model still reports energies, defined up to those offsets).
     ``ema_decay`` averages the weights (0 = off); ``loss_ema_alpha_*`` is TorchMD-NET's smoothing
     of the loss terms (``ema_alpha_y``/``ema_alpha_neg_dy``; 1 = off). Data keys are read by :func:`eqt.data.readers.read_frames`; ``model`` holds the model's own
     config keys (e.g. :class:`eqt.models.et.ETConfig`), validated when the model is built.
@@ -30,6 +37,7 @@ class TrainConfig(Config):
     seed: int = 1
     model_name: str = "ET"
     model: dict = dataclasses.field(default_factory=dict)
+    objective: str = "energy+forces"
     energy_weight: float = 0.2
     forces_weight: float = 0.8
     lr: float = 1e-3
@@ -65,6 +73,11 @@ class TrainConfig(Config):
             raise ValueError(f"precision must be float32 or float64, got '{self.precision}'")
         if self.energy_weight < 0 or self.forces_weight < 0 or self.energy_weight + self.forces_weight == 0:
             raise ValueError("energy_weight and forces_weight must be >= 0 and not both 0")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective == "forces" and (self.energy_weight != 0 or self.forces_weight <= 0):
+            raise ValueError(f"objective 'forces' trains on forces alone: set energy_weight: 0 and forces_weight > 0 "
+                             f"(got {self.energy_weight} and {self.forces_weight})")
 
 
 def _parse_value(text: str) -> Any:

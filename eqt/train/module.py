@@ -1,6 +1,7 @@
 """Lightning module for energy + force training of any :class:`eqt.models.base.EnergyModel`.
 
-Loss ``w_E MSE(E) + w_F MSE(F)`` (``w_E = 0`` is force-only training, PolyGET style); AdamW with a
+Loss ``w_E MSE(E) + w_F MSE(F)`` (``objective: forces`` is force-only training, PolyGET style: the
+energy term is dropped and the data need no energies); AdamW with a
 linear warm-up then ReduceLROnPlateau on the validation loss; optional EMA of the weights, which
 then also evaluates the validation set and is what gets exported. Validation needs gradients for
 the forces, so the trainer runs with ``inference_mode=False``.
@@ -49,13 +50,17 @@ class PotentialModule(L.LightningModule):
         out = Potential(model)(batch["z"], batch["pos"], batch["batch"], cell=batch.get("cell"), pbc=batch.get("pbc"),
                                num_systems=batch["num_systems"], forces=need_forces, create_graph=train,
                                validate=False)
-        e_err = out["energy"] - batch["energy"]
-        m = {"energy_mse": e_err.pow(2).mean(), "energy_mae": e_err.abs().mean()}
+        m: dict[str, Tensor] = {}
+        if "energy" in batch:  # reported in force-only training too (meaningful once offsets are fitted)
+            e_err = out["energy"] - batch["energy"]
+            m.update(energy_mse=e_err.pow(2).mean(), energy_mae=e_err.abs().mean())
         if need_forces:
             f_err = out["forces"] - batch["forces"]
             m.update(forces_mse=f_err.pow(2).mean(), forces_mae=f_err.abs().mean())
         stage = stage or ("train" if train else "val")
-        loss = c.energy_weight * self._smooth(stage, "energy", m["energy_mse"])
+        loss = out["energy"].new_zeros(())
+        if c.objective != "forces":
+            loss = loss + c.energy_weight * self._smooth(stage, "energy", m["energy_mse"])
         if "forces_mse" in m:
             loss = loss + c.forces_weight * self._smooth(stage, "forces", m["forces_mse"])
         m["loss"] = loss

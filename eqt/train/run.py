@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 from eqt.checkpoint import save_checkpoint
 from eqt.train.config import TrainConfig
 
-__all__ = ["train", "build_model", "EpochSeededSampler"]
+__all__ = ["train", "build_model", "fit_energy_offsets", "EpochSeededSampler"]
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -82,6 +82,33 @@ def _loaders(config: TrainConfig, frames, splits, dtype):
             loader(splits["test"], config.inference_batch_size, False))
 
 
+def fit_energy_offsets(model: torch.nn.Module, frames, batch_size: int = 64) -> np.ndarray:
+    """Per-element energy offsets of a force-trained model, by least squares on ``frames``.
+
+    A model trained on forces alone knows its energy only up to a constant per element (forces do
+    not see it). This fits ``E_f - model_f ≈ Σ_i e[z_i]`` over the frames (which need energies) and
+    adds ``e`` to ``model.atomref``, in place.
+
+    Args:
+        model: an energy model (its ``atomref`` is updated).
+        frames: :class:`eqt.data.readers.Frames` with energies.
+        batch_size: frames per evaluation call.
+
+    Returns:
+        ``(max_z,)`` the offsets added, eV.
+    """
+    from eqt.data.dataset import fit_atomrefs
+    from eqt.train.evaluate import evaluate
+
+    dtype = model.atomref.dtype
+    predicted = evaluate(model, dataclasses.replace(frames, forces=None), batch_size=batch_size, dtype=dtype,
+                         device=model.atomref.device)["energy_pred"]
+    offsets = fit_atomrefs(frames, max_z=model.max_z, baseline=predicted)
+    with torch.no_grad():
+        model.atomref.add_(torch.as_tensor(offsets, dtype=dtype, device=model.atomref.device))
+    return offsets
+
+
 def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train (or resume) a potential; returns metrics and paths.
 
@@ -104,8 +131,9 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dtype = torch.float64 if config.precision == "float64" else torch.float32
+    forces_only = config.objective == "forces"
     frames = read_frames(config.data, energy_key=config.energy_key, forces_key=config.forces_key,
-                         units=config.units, require_energy=True, require_forces=config.forces_weight > 0)
+                         units=config.units, require_energy=not forces_only, require_forces=config.forces_weight > 0)
     split_path = out / "splits.npz"
     if split_path.exists():
         splits = load_splits(split_path)
@@ -117,11 +145,14 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config)
     train_frames = frames.subset(splits["train"])
-    if config.atomrefs:
+    if config.atomrefs and not forces_only:  # force-only: offsets are fitted after training
         refs = fit_atomrefs(train_frames, max_z=model.max_z)
         model.atomref.copy_(torch.as_tensor(refs, dtype=model.atomref.dtype))
     if config.standardize:
-        _, std = energy_statistics(train_frames, model.atomref.numpy())
+        if forces_only:  # energy unit = RMS force component x 1 Å: forces of order 1 at initialisation
+            std = float(np.sqrt(np.mean(np.concatenate([f.ravel() for f in train_frames.forces]) ** 2)))
+        else:
+            _, std = energy_statistics(train_frames, model.atomref.numpy())
         if np.isfinite(std) and std > 0:
             model.energy_scale.fill_(float(std))
     model = model.to(dtype)
@@ -158,6 +189,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    if forces_only and train_frames.energy is not None:
+        fit_energy_offsets(module.eval_model(), train_frames, batch_size=config.inference_batch_size)
     val = trainer.validate(module, val_dl, verbose=False)[0] if len(splits["val"]) else {}
     test = trainer.test(module, test_dl, verbose=False)[0] if len(splits["test"]) else {}
     final = copy.deepcopy(module.eval_model()).float()

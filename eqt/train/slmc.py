@@ -69,6 +69,8 @@ class SLMCStudyConfig(Config):
     lr: float = 1e-3
     slmc_steps: int = 300
     updates_per_step: int | None = None
+    self_learning_rounds: int = 0
+    self_learning_steps: int | None = None
     seed: int = 0
     out_dir: str = "runs/slmc"
 
@@ -83,6 +85,10 @@ class SLMCStudyConfig(Config):
             raise ValueError(f"layers must be >= 0 and widths >= 1, got layers={self.layers}, widths={self.widths}")
         if self.sample_sweeps < 2 * self.sample_interval or self.sample_interval < 1:
             raise ValueError("sample_sweeps must hold at least two samples of sample_interval >= 1 sweeps")
+        if not isinstance(self.self_learning_rounds, int) or self.self_learning_rounds < 0:
+            raise ValueError(f"self_learning_rounds must be an int >= 0, got {self.self_learning_rounds!r}")
+        if self.self_learning_steps is not None and self.self_learning_steps < 1:
+            raise ValueError(f"self_learning_steps must be >= 1 or null, got {self.self_learning_steps!r}")
 
     @property
     def physics(self) -> SpinFermionConfig:
@@ -135,6 +141,15 @@ def _split(data: dict, c: SLMCStudyConfig) -> dict[str, dict[str, torch.Tensor]]
     return {k: {"spins": s[:, sl].reshape(-1, L, L, 3), "energy": e[:, sl].reshape(-1)} for k, sl in parts.items()}
 
 
+def _split_chains(samples: torch.Tensor, energies: torch.Tensor, c: SLMCStudyConfig) -> dict[str, dict]:
+    """``(T', B, L, L, 3)`` samples of the ``B = chains`` chains -> train / val / test by whole chains."""
+    return _split({"samples": samples, "energies": energies}, c)
+
+
+def _join(*parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def _mse_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
     err = model(batch["spins"]) - batch["energy"].to(model.readout.e0.dtype)
     mse = err.square().mean()
@@ -158,6 +173,23 @@ def power_law_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"a": float(np.exp(coef[0])), "b": float(coef[1]), "b_err": float(np.sqrt(cov[1, 1]))}
 
 
+def _train(model: torch.nn.Module, train: dict, val: dict, steps: int, c: SLMCStudyConfig, out: Path) -> torch.nn.Module:
+    """Adam on the MSE from ``model``'s current weights; returns the best-validation checkpoint."""
+    cfg = StepConfig(steps=steps, batch_size=c.batch_size, lr=c.lr, lr_decay=0.05, grad_clip=10.0,
+                     val_every=max(steps // 20, 1), checkpoint_every=max(steps // 20, 1), val_batch_size=4096,
+                     seed=c.seed)
+    fit(model, _mse_loss, train, val, cfg, out, log=None)
+    return load_model(out / "best.pt").double()
+
+
+def _slmc(model: torch.nn.Module, exact_fn, start: torch.Tensor, c: SLMCStudyConfig, seed: int):
+    """SLMC from ``start`` with ``model`` as the effective energy, keeping every proposal."""
+    cfg = MCConfig(num_steps=c.slmc_steps, num_thermalize=10, updates_per_step=c.updates_per_step, move=c.move,
+                   step_size=c.step_size, sample_interval=1, sample_proposals=True, seed=seed)
+    with torch.no_grad():
+        return run_slmc(exact_fn, model, start, c.physics.temperature, cfg)
+
+
 def run_study(c: SLMCStudyConfig, log=print) -> dict:
     """Run (or resume) the whole study; returns the results dictionary also written to ``results.json``."""
     out = Path(c.out_dir)
@@ -170,14 +202,14 @@ def run_study(c: SLMCStudyConfig, log=print) -> dict:
     exact_fn = functools.partial(free_energy, config=phys)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    slmc_cfg = MCConfig(num_steps=c.slmc_steps, num_thermalize=10, updates_per_step=c.updates_per_step, move=c.move,
-                        step_size=c.step_size, seed=c.seed + 1)
+    rounds = c.self_learning_rounds
     runs = [(0, 1)] + [(n, w) for n in c.layers if n > 0 for w in c.widths] if 0 in c.layers else \
         [(n, w) for n in c.layers for w in c.widths]
     for layers, width in runs:
         name = "linear" if layers == 0 else f"L{layers}-C{width}"
-        if name in results and results[name].get("slmc_steps") == c.slmc_steps and \
-                results[name].get("train_steps") == (c.train_steps if layers else 0):
+        r_ = results.get(name, {})
+        if r_.get("slmc_steps") == c.slmc_steps and r_.get("train_steps") == (c.train_steps if layers else 0) and \
+                len(r_.get("rounds", [])) == rounds:
             log(f"{name}: done already")
             continue
         cfg = SpinTransformerConfig(L=phys.L, num_layers=layers, channels=width, heads=c.heads,
@@ -185,36 +217,54 @@ def run_study(c: SLMCStudyConfig, log=print) -> dict:
                                     readout_shells=c.readout_shells)
         torch.manual_seed(c.seed)
         model = SpinTransformer.from_linear(cfg, linear.e0, linear.couplings).double()
+        train_seconds = 0.0
         if layers:
-            steps = StepConfig(steps=c.train_steps, batch_size=c.batch_size, lr=c.lr, lr_decay=0.05, grad_clip=10.0,
-                               val_every=max(c.train_steps // 20, 1), checkpoint_every=max(c.train_steps // 20, 1),
-                               val_batch_size=4096, seed=c.seed)
             t0 = time.perf_counter()
-            fit(model, _mse_loss, splits["train"], splits["val"], steps, out / name, log=None)
-            model = load_model(out / name / "best.pt").double().eval()
+            model = _train(model, splits["train"], splits["val"], c.train_steps, c, out / name)
             train_seconds = time.perf_counter() - t0
-        else:
-            model = model.eval()
-            train_seconds = 0.0
+        model = model.eval()
         with torch.no_grad():
             mse = {k: float(_mse_loss(model, v)[0]) for k, v in splits.items()}
-
-            def effective(spins: torch.Tensor) -> torch.Tensor:
-                return model(spins)
-
-            t0 = time.perf_counter()
-            run = run_slmc(exact_fn, effective, data["final"], phys.temperature, slmc_cfg)
+        t0 = time.perf_counter()
+        run = _slmc(model, exact_fn, data["final"], c, seed=c.seed + 1)
+        slmc_seconds = time.perf_counter() - t0
         acc = estimate(run.acceptance)
-        summary = run.summary()
         results[name] = {"layers": layers, "channels": width, "params": n_params(model) if layers else
                          1 + c.readout_shells, "train_steps": c.train_steps if layers else 0,
                          "train_seconds": train_seconds, "mse": mse, "slmc_steps": c.slmc_steps,
                          "acceptance": [acc.mean, acc.error], "acceptance_tau": acc.tau,
                          "local_acceptance": float(run.local_acceptance.mean()),
-                         "slmc_seconds": time.perf_counter() - t0,
-                         "observables": {k: [v.mean, v.error] for k, v in summary.items()}}
+                         "slmc_seconds": slmc_seconds,
+                         "observables": {k: [v.mean, v.error] for k, v in run.summary().items()}, "rounds": []}
         log(f"{name}: params {results[name]['params']}, test MSE {mse['test']:.3g}, "
             f"acceptance {acc.mean:.3f} ± {acc.error:.3f}")
+        # the self-learning loop: add the SLMC proposals (exact energies known) to the data, refit, rerun
+        seen = _split_chains(run.samples, run.sample_energies, c)
+        train, val = splits["train"], splits["val"]
+        for k in range(1, rounds + 1):
+            train, val = _join(train, seen["train"]), _join(val, seen["val"])
+            t0 = time.perf_counter()
+            if layers:
+                model = _train(model, train, val, c.self_learning_steps or c.train_steps, c, out / name / f"round{k}")
+            else:
+                refit = fit_linear_model(train["spins"], train["energy"], c.readout_shells)
+                model = SpinTransformer.from_linear(cfg, refit.e0, refit.couplings).double()
+            model = model.eval()
+            seconds = time.perf_counter() - t0
+            with torch.no_grad():
+                mse_k = {"test": float(_mse_loss(model, splits["test"])[0]),
+                         "proposals_test": float(_mse_loss(model, seen["test"])[0])}
+            t0 = time.perf_counter()
+            run = _slmc(model, exact_fn, data["final"], c, seed=c.seed + 1 + k)
+            acc = estimate(run.acceptance)
+            results[name]["rounds"].append({
+                "round": k, "train_configurations": int(train["energy"].numel()), "mse": mse_k,
+                "acceptance": [acc.mean, acc.error], "train_seconds": seconds,
+                "slmc_seconds": time.perf_counter() - t0,
+                "observables": {k_: [v.mean, v.error] for k_, v in run.summary().items()}})
+            log(f"{name} round {k}: {train['energy'].numel()} training configurations, test MSE {mse_k['test']:.3g} "
+                f"(on last proposals {mse_k['proposals_test']:.3g}), acceptance {acc.mean:.3f} ± {acc.error:.3f}")
+            seen = _split_chains(run.samples, run.sample_energies, c)
         results_path.write_text(json.dumps(results, indent=2) + "\n")
     results["_fit"] = _fits(results)
     results["_exact"] = {"observables": {k: [v.mean, v.error] for k, v in _exact_summary(data).items()}}
@@ -236,15 +286,20 @@ def _fits(results: dict) -> dict:
 
 
 def table(results: dict) -> str:
-    """Markdown table: model, parameters, test MSE, SLMC acceptance."""
-    lines = ["| model | layers | channels | params | test MSE | SLMC acceptance | CPU s (train + SLMC) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        if name.startswith("_"):
-            continue
+    """Markdown table: model, parameters, test MSE, SLMC acceptance (and after each self-learning round)."""
+    rows = {k: r for k, r in results.items() if not k.startswith("_")}
+    rounds = max((len(r.get("rounds", [])) for r in rows.values()), default=0)
+    extra = "".join(f" round {k}: test MSE / acceptance |" for k in range(1, rounds + 1))
+    lines = ["| model | layers | channels | params | test MSE | SLMC acceptance |" + extra + " CPU s (train + SLMC) |",
+             "|---|---|---|---|---|---|" + "---|" * rounds + "---|"]
+    for name, r in rows.items():
+        cells = "".join(f" {q['mse']['test']:.3g} / {q['acceptance'][0]:.3f} ± {q['acceptance'][1]:.3f} |"
+                        for q in r.get("rounds", []))
+        cells += " – |" * (rounds - len(r.get("rounds", [])))
+        seconds = r["train_seconds"] + r["slmc_seconds"] + sum(q["train_seconds"] + q["slmc_seconds"]
+                                                               for q in r.get("rounds", []))
         lines.append(f"| {name} | {r['layers']} | {r['channels']} | {r['params']} | {r['mse']['test']:.3g} | "
-                     f"{r['acceptance'][0]:.3f} ± {r['acceptance'][1]:.3f} | "
-                     f"{r['train_seconds'] + r['slmc_seconds']:.0f} |")
+                     f"{r['acceptance'][0]:.3f} ± {r['acceptance'][1]:.3f} |{cells} {seconds:.0f} |")
     f = results.get("_fit")
     if f and f["points"] >= 2:
         lf, rf = f["loss_vs_params"], f["rejection_vs_params"]
@@ -267,8 +322,13 @@ def _plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for w in sorted({r["channels"] for r in rows if r["layers"]}):
         sel = sorted([r for r in rows if r["layers"] == 0 or r["channels"] == w], key=lambda r: r["layers"])
-        axes[0].errorbar([r["layers"] for r in sel], [r["acceptance"][0] for r in sel],
-                         yerr=[r["acceptance"][1] for r in sel], marker="o", capsize=3, label=f"{w} channels")
+        line = axes[0].errorbar([r["layers"] for r in sel], [r["acceptance"][0] for r in sel],
+                                yerr=[r["acceptance"][1] for r in sel], marker="o", capsize=3, label=f"{w} channels")
+        last = [(r["layers"], r["rounds"][-1]["acceptance"]) for r in sel if r.get("rounds")]
+        if last:
+            axes[0].errorbar([x for x, _ in last], [a[0] for _, a in last], yerr=[a[1] for _, a in last],
+                             marker="s", mfc="none", ls="--", capsize=3, color=line[0].get_color(),
+                             label=f"{w} channels, after {len(sel[-1].get('rounds', []))} self-learning rounds")
         axes[1].loglog([r["params"] for r in sel], [r["mse"]["test"] for r in sel], "o-", label=f"{w} channels")
     fit_ = results.get("_fit", {}).get("loss_vs_params")
     if fit_ and math.isfinite(fit_["b"]):

@@ -12,7 +12,6 @@ from eqt.data.nbody import (
     SPLIT_CONFIGS,
     SPLITS,
     NBodyConfig,
-    _haar_rotations,
     _integrate,
     _sample_initial,
     generate,
@@ -20,6 +19,8 @@ from eqt.data.nbody import (
     load,
     simulate,
 )
+from eqt.data.store import split_seed
+from eqt.primitives.rotations import haar_rotations
 
 _REAL_CHUNK = nbody._CHUNK
 _KEYS = ("masses", "x0", "v0", "x_final")
@@ -132,7 +133,7 @@ def test_initial_state_protocol():
 
 
 def test_haar_rotations_are_proper_and_uniform():
-    r = _haar_rotations(np.random.default_rng(1), 20_000)
+    r = haar_rotations(np.random.default_rng(1), 20_000)
     eye = np.broadcast_to(np.eye(3), r.shape)
     np.testing.assert_allclose(np.einsum("nji,njk->nik", r, r), eye, atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-12)
@@ -194,7 +195,7 @@ def test_dynamics_are_e3_covariant():
     x, v = _integrate(m, x0, v0, cfg)
     np.testing.assert_array_equal(x, d["x_final"])
     rng = np.random.default_rng(5)
-    r = _haar_rotations(rng, 64)
+    r = haar_rotations(rng, 64)
     r[::2, :, 0] *= -1  # half of them improper: reflections are symmetries too
     t = rng.normal(0.0, 20.0, size=(64, 1, 3))
     xt, vt = _integrate(m, _rotate(r, x0) + t, _rotate(r, v0), cfg)
@@ -217,7 +218,7 @@ def test_split_definitions():
     assert SPLIT_CONFIGS["train"] == NBodyConfig()
     assert SPLIT_CONFIGS["e3_generalization"] == NBodyConfig(shift=(200.0, 0.0, 0.0))
     assert SPLIT_CONFIGS["object_generalization"].n_bodies == 6
-    seeds = {nbody._split_seed(0, s) for s in SPLITS} | {nbody._split_seed(1, s) for s in SPLITS}
+    seeds = {split_seed(0, s) for s in SPLITS} | {split_seed(1, s) for s in SPLITS}
     assert len(seeds) == 10
 
 

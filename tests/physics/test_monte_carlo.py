@@ -86,6 +86,23 @@ def test_slmc_with_the_exact_model_accepts_everything():
     assert result.acceptance.min() == 1.0
 
 
+def test_slmc_sample_proposals_keeps_trials_with_exact_energies():
+    """With sample_proposals the samples are the global proposals: exact energies match, and the
+    rejected ones differ from the chain states (the chain keeps its old state)."""
+    config = MCConfig(num_steps=30, num_thermalize=0, updates_per_step=6, sample_interval=1, sample_proposals=True)
+    wrong = lambda s: -0.4 * field_energy(s)  # noqa: E731 - a poor model, so some proposals are rejected
+    result = run_slmc(field_energy, wrong, start(16), T_FIELD, config)
+    flat = result.samples.reshape(-1, *result.samples.shape[2:])
+    assert torch.allclose(field_energy(flat), result.sample_energies.reshape(-1), atol=1e-12)
+    chain = run_slmc(field_energy, wrong, start(16), T_FIELD, config.replace(sample_proposals=False))
+    accepted = result.acceptance.bool()
+    assert 0 < accepted.sum() < accepted.numel()
+    same = (result.samples == chain.samples).flatten(2).all(-1)  # (T, B)
+    assert torch.equal(same, accepted)  # accepted proposal == the new state; rejected ones differ
+    with pytest.raises(ValueError, match="sample_proposals"):
+        MCConfig(sample_proposals=1)
+
+
 @pytest.fixture(scope="module")
 def reference() -> dict[str, tuple[float, float]]:
     """Reweighted independent uniform samples on 2×2: (mean, standard error) per observable."""

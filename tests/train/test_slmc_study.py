@@ -42,3 +42,24 @@ def test_config_errors(tmp_path, capsys):
         load_study_config(None, ["model.L=5"])
     assert cli(["slmc", "--set", "layerz=[1]", "--out", str(tmp_path)]) == 2
     assert "did you mean 'layers'" in capsys.readouterr().err
+
+
+def test_self_learning_rounds_add_proposals_and_rerun(tmp_path):
+    cfg = load_study_config(None, TINY + [f"out_dir={tmp_path}", "self_learning_rounds=2", "self_learning_steps=4"])
+    logs = []
+    res = run_study(cfg, log=logs.append)
+    per_round = 4 * (6 - 1 - 1)  # slmc_steps x training chains: every proposal of every training chain
+    exact_train = 2 * 4  # (sample_sweeps / sample_interval) x training chains
+    for name in ("linear", "L2-C2"):
+        rounds = res[name]["rounds"]
+        assert [r["round"] for r in rounds] == [1, 2]
+        assert [r["train_configurations"] for r in rounds] == [exact_train + per_round, exact_train + 2 * per_round]
+        for r in rounds:
+            assert 0.0 <= r["acceptance"][0] <= 1.0 and r["mse"]["proposals_test"] >= 0
+    assert (tmp_path / "L2-C2" / "round2" / "best.pt").exists()
+    assert "round 2: test MSE / acceptance" in (tmp_path / "results.md").read_text()
+    logs.clear()
+    run_study(cfg, log=logs.append)  # resumes: nothing to redo
+    assert sum("done already" in m for m in logs) == 2
+    with pytest.raises(ValueError, match="self_learning_rounds"):
+        SLMCStudyConfig(self_learning_rounds=-1)

@@ -91,3 +91,56 @@ def test_energy_only_training_on_qm9_without_forces(shared_data, tmp_path):
     with pytest.raises(ValueError, match="no forces"):
         train(_config(shared_data / "qm9" / "test_qm9.db", tmp_path / "qm9f", train_size=14, val_size=6, test_size=0,
                       energy_key="energy_U0", max_epochs=1))
+
+
+def _relabelled(src, dst, energy):
+    """Copy of an extxyz file with its energies replaced by ``energy(i, atoms)`` (None: dropped)."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = ase.io.read(src, ":")
+    for i, a in enumerate(frames):
+        forces = a.get_forces()
+        a.calc = None
+        a.info = {}
+        a.arrays.pop("forces", None)
+        e = energy(i, a)
+        a.calc = SinglePointCalculator(a, forces=forces, **({} if e is None else {"energy": e}))
+    ase.io.write(dst, frames, format="extxyz")
+    return dst
+
+
+def test_force_only_training_ignores_energies_and_fits_offsets(ethanol_small, tmp_path):
+    """objective=forces: the weights do not depend on the energy labels at all (scrambled energies
+    give the same network), energies are optional, and per-element offsets are fitted afterwards."""
+    import numpy as np
+
+    from eqt.data.dataset import load_splits
+    from eqt.data.readers import read_frames
+    from eqt.train.evaluate import evaluate
+
+    kw = dict(objective="forces", energy_weight=0.0, forces_weight=1.0, ema_decay=0.0, max_epochs=2)
+    res = train(_config(ethanol_small, tmp_path / "f", **kw))
+    rng = np.random.default_rng(0)
+    scrambled = _relabelled(ethanol_small, tmp_path / "scrambled.xyz", lambda i, a: float(rng.normal(0, 50)))
+    res_s = train(_config(scrambled, tmp_path / "s", **kw))
+    a, b = load_model(res["model_path"]).state_dict(), load_model(res_s["model_path"]).state_dict()
+    for k in a:
+        if k != "atomref":
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert not torch.equal(a["atomref"], b["atomref"])  # only the fitted offsets see the energies
+    # the offsets make the training-set energies right on average (one composition: exact in the mean)
+    model = load_model(res["model_path"]).double()
+    frames = read_frames(str(ethanol_small))
+    train_idx = load_splits(tmp_path / "f" / "splits.npz")["train"]
+    out = evaluate(model, frames.subset(train_idx), dtype=torch.float64)
+    # (within float32 rounding of -4209 eV: the exported model is float32)
+    assert abs(float(np.mean(out["energy_pred"] - out["energy_ref"]))) < 1e-3
+    # no energies in the data: force-only still trains; no energy metrics
+    no_e = _relabelled(ethanol_small, tmp_path / "noe.xyz", lambda i, a: None)
+    res_n = train(_config(no_e, tmp_path / "n", **kw))
+    assert "val_forces_mae" in res_n["val"] and "val_energy_mae" not in res_n["val"]
+    with pytest.raises(ValueError, match="objective 'forces' trains on forces alone"):
+        _config(ethanol_small, tmp_path / "x", objective="forces", energy_weight=0.2)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        _config(ethanol_small, tmp_path / "x", objective="energy")
