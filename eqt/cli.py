@@ -73,7 +73,7 @@ def cmd_md(a) -> None:
     from eqt.physics.md import MDConfig, run_md
 
     atoms = _read_structure(a.structure)
-    atoms.calc = Calculator(a.checkpoint, dtype=_dtype(a.dtype))
+    atoms.calc = Calculator(a.checkpoint, dtype=_dtype(a.dtype), device=a.device, graphed=a.graphed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = MDConfig(integrator=a.integrator, timestep_fs=a.timestep, temperature_K=a.temperature, steps=a.steps,
@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--log-interval", type=int, default=10)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    m.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda")
+    m.add_argument("--graphed", action="store_true",
+                   help="energy + forces as one CUDA graph per step (non-periodic; see eqt.physics.graphed)")
     m.add_argument("--out", default="md_out")
     m.set_defaults(func=cmd_md)
 

@@ -48,6 +48,12 @@ class Calculator(_AseCalculator):
         device: torch device the model runs on.
         dtype: floating dtype of the computation (``torch.float64`` or ``torch.float32``);
             results are returned as float64 numpy arrays either way.
+        graphed: compute through :class:`eqt.physics.graphed.GraphedPotential` (non-periodic atoms
+            only): on a CUDA device the whole energy + force call is one replayed CUDA graph (the
+            fast path for MD on a GPU); on the CPU the same fixed-shape computation runs eagerly.
+            Rebuilt when the atoms change or the edge capacity is exceeded. Skips the per-call
+            model validation (positions are still checked for NaN/inf) and provides no per-atom
+            ``energies``.
         **ase_kwargs: passed on to :class:`ase.calculators.calculator.Calculator`
             (``label``, ``directory``, ...).
 
@@ -68,8 +74,11 @@ class Calculator(_AseCalculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model_or_path: EnergyModel | str | os.PathLike, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float64, **ase_kwargs: Any):
+                 dtype: torch.dtype = torch.float64, graphed: bool = False, **ase_kwargs: Any):
         super().__init__(**ase_kwargs)
+        self.graphed = bool(graphed)
+        self._graph: Any = None
+        self._graph_numbers: np.ndarray | None = None
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"Calculator: dtype must be torch.float64 or torch.float32, got {dtype}")
         self.device, self.dtype = torch.device(device), dtype
@@ -130,6 +139,9 @@ class Calculator(_AseCalculator):
             raise PropertyNotImplementedError(f"Calculator: stress needs atoms periodic in all 3 directions, "
                                               f"got pbc={pbc.tolist()}")
         self.check_elements(atoms.numbers)
+        if self.graphed:
+            self._calculate_graphed(atoms, properties, pbc)
+            return
         z = torch.as_tensor(np.asarray(atoms.numbers, dtype=np.int64), device=self.device)
         pos = torch.as_tensor(np.asarray(atoms.positions, dtype=np.float64), device=self.device).to(self.dtype)
         cell_t = pbc_t = None
@@ -152,3 +164,30 @@ class Calculator(_AseCalculator):
         if want_stress:
             sigma = out["stress"].detach()[0].to(torch.float64).cpu().numpy()
             self.results["stress"] = full_3x3_to_voigt_6_stress(sigma)
+
+    def _calculate_graphed(self, atoms: Atoms, properties: Sequence[str], pbc: np.ndarray) -> None:
+        from eqt.physics.graphed import GraphedPotential
+
+        if pbc.any():
+            raise ValueError("Calculator(graphed=True): only non-periodic atoms are supported; use graphed=False")
+        if "energies" in properties:
+            raise PropertyNotImplementedError("Calculator(graphed=True) gives no per-atom energies")
+        positions = np.asarray(atoms.positions, dtype=np.float64)
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise ValueError(f"Calculator: non-finite position at atom {bad}")
+        pos = torch.as_tensor(positions, device=self.device).to(self.dtype)
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        if self._graph is None or self._graph_numbers is None or not np.array_equal(numbers, self._graph_numbers):
+            z = torch.as_tensor(numbers, device=self.device)
+            self._graph, self._graph_numbers = GraphedPotential(self.model, z, pos=pos), numbers.copy()
+        out = self._graph(pos)
+        try:
+            self._graph.check()
+        except RuntimeError:  # more edges than slots: rebuild with room for the current graph
+            z = torch.as_tensor(numbers, device=self.device)
+            self._graph = GraphedPotential(self.model, z, pos=pos)
+            out = self._graph(pos)
+        energy = float(out["energy"][0])
+        self.results = {"energy": energy, "free_energy": energy,
+                        "forces": out["forces"].detach().to(torch.float64).cpu().numpy()}

@@ -136,3 +136,42 @@ def test_extxyz_round_trip(tmp_path):
     back = read(tmp_path / "out.xyz", format="extxyz")
     assert back.get_potential_energy() == pytest.approx(energy, rel=1e-9)
     np.testing.assert_allclose(back.get_forces(), forces, rtol=1e-6, atol=1e-7)  # extxyz: 8 decimals
+
+
+def test_graphed_matches_plain_along_md_and_rebuilds():
+    """graphed=True (the CUDA-graph path; eager fixed-shape on CPU) gives the plain calculator's
+    energies and forces along a short MD, rebuilds when the atoms change or the capacity overflows."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    atoms = ethanol()
+    plain = Calculator(tiny_model())
+    graphed = Calculator(tiny_model(), graphed=True)
+    atoms.calc = graphed
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    for _ in range(5):
+        dyn.run(2)
+        ref = atoms.copy()
+        ref.calc = plain
+        assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+        np.testing.assert_allclose(atoms.get_forces(), ref.get_forces(), atol=1e-10)
+    first = graphed._graph
+    graphed._graph.capacity = 3  # pretend the capacity was too small: the next call must rebuild
+    atoms.positions[0, 0] += 1e-3
+    e = atoms.get_potential_energy()
+    ref = atoms.copy()
+    ref.calc = plain
+    assert graphed._graph is not first and e == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+    water = molecule("H2O")
+    water.calc = graphed
+    ref = water.copy()
+    ref.calc = plain
+    assert water.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+    with pytest.raises(PropertyNotImplementedError, match="per-atom"):
+        water.get_potential_energies()
+    slab = bulk("Cu", "fcc", a=3.6) * (2, 2, 2)
+    slab.calc = Calculator(tiny_model(), graphed=True)
+    with pytest.raises(ValueError, match="non-periodic"):
+        slab.get_potential_energy()
