@@ -121,16 +121,15 @@ def cmd_nbody_data(a: argparse.Namespace) -> None:
     print("\n".join(f"{split}: {path}" for split, path in paths.items()))
 
 
-def cmd_slmc(a: argparse.Namespace) -> None:
-    from eqt.train.slmc import run_from_args
+def _runs(module: str):
+    """The handler of an experiment subcommand: ``module.run_from_args`` (imported when it runs)."""
 
-    run_from_args(a)
+    def handler(a: argparse.Namespace) -> None:
+        import importlib
 
+        importlib.import_module(module).run_from_args(a)
 
-def cmd_nbody(a: argparse.Namespace) -> None:
-    from eqt.train.nbody import run_from_args
-
-    run_from_args(a)
+    return handler
 
 
 def _write_atoms(path: str, frames) -> None:
@@ -210,16 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--seed", type=int, default=0)
     nb.set_defaults(func=cmd_nbody_data)
 
-    from eqt.train.nbody import add_arguments
+    from eqt.train import nbody, rigid, slmc
 
-    exp = sub.add_parser("nbody", help="GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table")
-    add_arguments(exp).set_defaults(func=cmd_nbody)
-
-    from eqt.train.slmc import add_arguments as slmc_arguments
-
-    sl = sub.add_parser("slmc", help="self-learning Monte Carlo: exact data, linear and transformer effective "
-                                     "models, SLMC acceptance vs depth")
-    slmc_arguments(sl).set_defaults(func=cmd_slmc)
+    experiments = {
+        "nbody": (nbody, "GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table"),
+        "slmc": (slmc, "self-learning Monte Carlo: exact data, linear and transformer effective models, SLMC "
+                       "acceptance vs depth"),
+        "rigid": (rigid, "one rigid-body run (MuJoCo data): GATr or a transformer, FLOPs counted, resumable"),
+    }
+    for name, (module, text) in experiments.items():
+        module.add_arguments(sub.add_parser(name, help=text)).set_defaults(func=_runs(module.__name__))
     return p
 
 

@@ -14,6 +14,11 @@ products use component-normalised Clebsch-Gordan coefficients without path norma
 Layers: :class:`IrrepsLinear`, :class:`RadialMLP`, :class:`EquivariantLayerNorm`, :class:`Gate`,
 :class:`DepthwiseTensorProduct`, :class:`EquivariantFFN`, :class:`EdgeDegreeEmbedding`,
 :class:`EquivariantGraphAttention`, :class:`EquiformerBlock`.
+
+The depthwise products (and the layers that hold them) take ``tp_backend``: ``"e3nn"`` (default,
+eqt's own batched matmuls) or ``"cueq"`` (NVIDIA's ``cuequivariance_torch.ChannelWiseTensorProduct``,
+fused CUDA kernels when ``cuequivariance-ops-torch`` is installed; ``pip install 'eqt[cueq]'``).
+Both backends compute the same function from the same parameters (identical ``state_dict``).
 """
 
 from __future__ import annotations
@@ -49,12 +54,60 @@ __all__ = [
     "EdgeDegreeEmbedding",
     "EquivariantGraphAttention",
     "EquiformerBlock",
+    "TP_BACKENDS",
+    "cueq_available",
+    "check_tp_backend",
 ]
+
+#: values of ``tp_backend``
+TP_BACKENDS = ("e3nn", "cueq")
+_CUEQ_INSTALL = "pip install 'eqt[cueq]'"
 
 _SCALAR = o3.Irrep(0, 1)
 _C_SILU = second_moment_constant(F.silu)
 _C_SIGMOID = second_moment_constant(torch.sigmoid)
 _C_SLRELU = second_moment_constant(smooth_leaky_relu)
+
+
+def _import_cueq():
+    """``(cuequivariance, cuequivariance_torch)``, or an ImportError naming the extra."""
+    try:
+        import cuequivariance as cue
+        import cuequivariance_torch as cuet
+    except Exception as err:  # noqa: BLE001 - any failure to import means the backend is unavailable
+        raise ImportError(f"tp_backend='cueq' needs cuequivariance-torch, which cannot be imported "
+                          f"({type(err).__name__}: {err}); install it with {_CUEQ_INSTALL}") from None
+    return cue, cuet
+
+
+def cueq_available() -> bool:
+    """Whether ``tp_backend="cueq"`` can be used (``cuequivariance_torch`` imports)."""
+    try:
+        _import_cueq()
+    except ImportError:
+        return False
+    return True
+
+
+def check_tp_backend(backend: str) -> None:
+    """Raise a one-line ``ValueError`` for an unknown backend or ``"cueq"`` without cuequivariance-torch."""
+    if backend not in TP_BACKENDS:
+        raise ValueError(f"tp_backend must be one of {', '.join(TP_BACKENDS)}, got {backend!r}")
+    if backend == "cueq":
+        try:
+            _import_cueq()
+        except ImportError as err:
+            raise ValueError(str(err)) from None
+
+
+def _cueq_method() -> str:
+    """``"uniform_1d"`` (fused CUDA kernel) when cuequivariance-ops-torch is installed, else ``"naive"`` (PyTorch)."""
+    try:
+        from cuequivariance_torch.primitives.segmented_polynomial import HAS_CUE_OPS
+        from cuequivariance_torch.primitives.segmented_polynomial_uniform_1d import uniform_1d
+    except Exception:  # noqa: BLE001 - a layout change inside cuequivariance_torch: use the portable path
+        return "naive"
+    return "uniform_1d" if HAS_CUE_OPS and uniform_1d is not None else "naive"
 
 
 class IrrepsLinear(nn.Module):
@@ -283,16 +336,31 @@ class _ExactTables(nn.Module):
     def __init__(self):
         super().__init__()
         self._masters: dict[str, Tensor] = {}
+        self._child_masters: list[tuple[nn.Module, str, Tensor]] = []
 
     def _register_table(self, name: str, table: Tensor) -> None:
         self._masters[name] = table
         self.register_buffer(name, table.to(torch.get_default_dtype()), persistent=False)
+
+    def _adopt_tables(self, child: nn.Module) -> None:
+        """Make every buffer of a child module (e.g. cuEquivariance's coefficient tables) non-persistent,
+        kept out of the ``state_dict``, and re-derived from its float64 value on every dtype change."""
+        for mod in child.modules():
+            for name, buf in mod._buffers.items():
+                if buf is None:
+                    continue
+                mod._non_persistent_buffers_set.add(name)
+                if buf.is_floating_point():
+                    self._child_masters.append((mod, name, buf.detach().to(torch.float64).clone()))
 
     def _apply(self, fn, recurse=True):  # noqa: D102 - nn.Module hook
         super()._apply(fn, recurse)
         for name, master in self._masters.items():
             buf = self._buffers[name]
             self._buffers[name] = master.to(device=buf.device, dtype=buf.dtype)
+        for mod, name, master in self._child_masters:
+            buf = mod._buffers[name]
+            mod._buffers[name] = master.to(device=buf.device, dtype=buf.dtype)
         return self
 
 
@@ -320,20 +388,44 @@ class DepthwiseTensorProduct(_ExactTables):
     ``TensorProduct`` layout (path-major, channel-minor, paths in construction order), so the
     results equal e3nn's ``'uvu'`` instructions.
 
+    With ``backend="cueq"`` the same product runs in ``cuequivariance_torch.ChannelWiseTensorProduct``
+    (fused CUDA kernel ``uniform_1d`` when cuequivariance-ops-torch is installed, its PyTorch
+    ``naive`` path otherwise) on the same parameters; the mapping is derived once, at construction,
+    from cuEquivariance's descriptor:
+
+    - every input slot is split into chunks of ``c = gcd(multiplicities)`` channels (equal segment
+      sizes are what the ``uniform_1d`` kernel needs), so each eqt path is ``mul / c`` cuEquivariance
+      paths; paths are matched by (input slot and chunk, harmonic, output irrep);
+    - layout ``ir_mul`` everywhere (each chunk is ``(2l + 1, c)``, component-major, like eqt's
+      blocks): no transposes inside cuEquivariance, and each output segment is directly a
+      ``(E, 2l3 + 1, c)`` part for :class:`IrrepsLinear`. Node-level callers put their input in
+      this layout with :meth:`to_input_layout` before gathering it onto edges;
+    - ``weight_index`` gathers eqt's (e3nn-layout) weights into cuEquivariance's weight order
+      (sorted by output irrep, then chunk); the radial MLP emits them in that order directly;
+    - each path's coefficients are compared with eqt's Clebsch-Gordan table: cuEquivariance's
+      "element" path normalisation with one path per output segment equals eqt's normalisation
+      (the fitted ratio is exactly 1, so no rescale is applied); a ratio other than 1 would be
+      applied to the weights (``weight_scale``), and tables that are not proportional raise.
+
     Args:
         irreps_in: node feature irreps.
         irreps_sh: spherical-harmonic irreps (multiplicity 1 each), e.g. ``0e+1o+2e``.
         irreps_target: output irreps to keep (``0e`` is always kept).
         internal_weights: learn one shared weight vector (``N(0, 1)`` init) instead of taking
             per-edge weights.
+        backend: ``"e3nn"`` (eqt's batched matmuls) or ``"cueq"`` (cuEquivariance); not part of the
+            ``state_dict``.
 
     Shapes: ``x (E, rep_in.dim)``, ``sh (E, rep_sh.dim)``, ``weight (E, weight_numel)`` ->
     ``(E, rep_out.dim)``.
     """
 
     def __init__(self, irreps_in: str | o3.Irreps, irreps_sh: str | o3.Irreps, irreps_target: str | o3.Irreps,
-                 internal_weights: bool = False):
+                 internal_weights: bool = False, backend: str = "e3nn"):
         super().__init__()
+        if backend not in TP_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(TP_BACKENDS)}, got {backend!r}")
+        self.backend = backend
         self.rep_in, self.rep_sh, target = o3.Irreps(irreps_in), o3.Irreps(irreps_sh), o3.Irreps(irreps_target)
         if any(mul != 1 for mul, _ in self.rep_sh):
             raise ValueError(f"spherical harmonics must have multiplicity 1, got {self.rep_sh}")
@@ -393,14 +485,111 @@ class DepthwiseTensorProduct(_ExactTables):
         # the weights in output-channel order (part by part): a part is weighted by one broadcast multiply
         w_index = [self._groups[group_of[p][0]][3] + group_of[p][1] * self._groups[group_of[p][0]][1] + u
                    for pp in part_paths for p in pp for u in range(self._groups[group_of[p][0]][1])]
-        self.register_buffer("weight_index", torch.tensor(w_index, dtype=torch.long), persistent=False)
         self._part_muls = [n_paths * mul for _, n_paths, _, _, mul in self._parts]
         self.weight = nn.Parameter(torch.randn(self.weight_numel)) if internal_weights else None
+        self._cue: nn.Module | None = None
+        if backend == "e3nn":
+            self.register_buffer("weight_index", torch.tensor(w_index, dtype=torch.long), persistent=False)
+        else:  # channel_weights() still needs eqt's output-channel order
+            self.register_buffer("channel_index", torch.tensor(w_index, dtype=torch.long), persistent=False)
+            slot_paths = [[p for q in slot for p in part_paths[q]] for slot in self._slot_parts]
+            self._init_cueq(paths, slot_paths)
+
+    def _init_cueq(self, paths: list[tuple[int, int, o3.Irrep]], slot_paths: list[list[int]]) -> None:
+        """Build the cuEquivariance product and its mapping onto eqt's paths, weights and parts."""
+        cue, cuet = _import_cueq()
+        c = math.gcd(*(mul for mul, _ in self.rep_in))
+        self._chunk = c
+        chunks = [(i, k) for i, (mul, _) in enumerate(self.rep_in) for k in range(mul // c)]  # cue slot -> (slot, k)
+        irreps1 = cue.Irreps("O3", "+".join(f"{c}x{self.rep_in[i].ir}" for i, _ in chunks))
+        irreps2 = cue.Irreps("O3", "+".join(str(ir) for _, ir in self.rep_sh))
+        keep = sorted({str(ir) for _, _, ir in paths})  # exactly the output irreps of eqt's paths
+        poly = cue.descriptors.channelwise_tensor_product(irreps1, irreps2, keep)
+        stp = poly.polynomial.operations[0][1]
+        assert stp.subscripts == "uv,iu,jv,kuv+ijk", stp.subscripts
+        irreps3 = poly.operands[-1].irreps
+        w_slices, o_slices = stp.operands[0].segment_slices(), stp.operands[3].segment_slices()
+        key_to_path = {(i, j, (ir.l, ir.p)): q for q, (i, j, ir) in enumerate(paths)}
+        w_off = [0]
+        for i, _, _ in paths:
+            w_off.append(w_off[-1] + self.rep_in[i].mul)
+        cue_index = torch.empty(stp.operands[0].size, dtype=torch.long)
+        cue_scale = torch.ones(stp.operands[0].size, dtype=torch.float64)
+        segment_of: dict[tuple[int, int], tuple[int, int]] = {}  # (eqt path, chunk) -> (output offset, d_out)
+        for path in stp.paths:
+            w, a, b, o = path.indices
+            (i, k), ir3 = chunks[a], irreps3[o].ir
+            q = key_to_path[(i, b, (ir3.l, ir3.p))]  # KeyError: a path eqt does not have
+            coeff = torch.as_tensor(path.coefficients, dtype=torch.float64).reshape(
+                self.rep_in[i].ir.dim, self.rep_sh[b].ir.dim, ir3.dim)
+            ours = clebsch_gordan(self.rep_in[i].ir.l, self.rep_sh[b].ir.l, ir3.l)
+            ratio = float((coeff * ours).sum() / (ours * ours).sum())
+            if not torch.allclose(coeff, ratio * ours, rtol=0, atol=1e-12):
+                raise RuntimeError(f"cuEquivariance's coefficients of {self.rep_in[i].ir} x {self.rep_sh[b].ir} -> "
+                                   f"{ir3} are not proportional to eqt's; this cuequivariance version is not supported")
+            ws, os_ = w_slices[w], o_slices[o]
+            assert ws.stop - ws.start == c and os_.stop - os_.start == c * ir3.dim and (q, k) not in segment_of
+            cue_index[ws] = torch.arange(w_off[q] + k * c, w_off[q] + (k + 1) * c)
+            cue_scale[ws] = 1.0 / ratio  # cue computes ratio * (eqt's product) per unit weight
+            segment_of[(q, k)] = (os_.start, ir3.dim)
+        if len(segment_of) != sum(self.rep_in[i].mul // c for i, _, _ in paths):
+            raise RuntimeError("cuEquivariance's channel-wise product has other paths than eqt's")
+        self.register_buffer("weight_index", cue_index, persistent=False)
+        self._cue_scaled = bool((cue_scale - 1).abs().max() > 1e-12)
+        self._register_table("weight_scale", cue_scale)
+        # per output slot of rep_out, in eqt's channel order: (offset, d_out, channels) views of cue's output;
+        # adjacent one-row segments are merged (a (E, 1, 2c) view is as good as two (E, 1, c) views)
+        self._cue_parts: list[list[tuple[int, int, int]]] = []
+        for slot in slot_paths:
+            views: list[list[int]] = []
+            for q in slot:
+                for k in range(self.rep_in[paths[q][0]].mul // c):
+                    off, d = segment_of[(q, k)]
+                    if views and d == 1 and views[-1][1] == 1 and views[-1][0] + views[-1][2] == off:
+                        views[-1][2] += c
+                    else:
+                        views.append([off, d, c])
+            self._cue_parts.append([tuple(v) for v in views])
+        self._cue_in = [(mul // c, ir.dim) for mul, ir in self.rep_in]  # per slot: (chunks, 2l + 1)
+        self.cue_method = _cueq_method()
+        self._cue_keep = keep
+        self._cue = cuet.ChannelWiseTensorProduct(irreps1, irreps2, keep, layout=cue.ir_mul, shared_weights=False,
+                                                  internal_weights=False, method=self.cue_method)
+        if self._cue.weight_numel != self.weight_numel or self._cue.irreps_out.dim != self.irreps_paths.dim:
+            raise RuntimeError("cuEquivariance's channel-wise product does not have eqt's shapes")
+        self._adopt_tables(self._cue)
+        self.__dict__["_cue_cpu"] = None  # a PyTorch fallback for CPU tensors when the CUDA kernel is selected
 
     def forward(self, x: Tensor, sh: Tensor, weight: Tensor | None = None) -> Tensor:
         """Args: x ``(E, rep_in.dim)``, sh ``(E, rep_sh.dim)``, weight ``(E, weight_numel)`` (None with
         internal weights). Returns: ``(E, rep_out.dim)``."""
+        if self._cue is not None:
+            return from_blocks(self.forward_blocks(self.to_input_layout(x), sh, weight))
         return from_blocks(self.forward_blocks(to_blocks(x, self.rep_in), sh, weight))
+
+    def to_input_layout(self, x: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        """The input as :meth:`forward_parts` reads it best: per-slot blocks (e3nn backend) or, for the
+        cueq backend, one ``(n, rep_in.dim)`` tensor of ``ir_mul`` chunks (slot by slot, chunk by chunk,
+        each ``(2l + 1, c)``). Cheap at node level, before a gather onto edges.
+
+        Args:
+            x: ``(n, rep_in.dim)`` in e3nn layout, or one ``(n, 2l + 1, mul)`` block per slot.
+        """
+        if isinstance(x, Tensor):
+            if self._cue is None:
+                return to_blocks(x, self.rep_in)
+            n = x.shape[0]
+            out = [b.reshape(n, k, self._chunk, d).transpose(2, 3).reshape(n, k * d * self._chunk)
+                   for b, (k, d) in zip(x.split([k * d * self._chunk for k, d in self._cue_in], dim=-1), self._cue_in)]
+        else:
+            if self._cue is None:
+                return x
+            n = x[0].shape[0]
+            out = [b.reshape(b.shape[0], d, k, self._chunk).transpose(1, 2).reshape(b.shape[0], k * d * self._chunk)
+                   if k > 1 else b.reshape(b.shape[0], d * self._chunk) for b, (k, d) in zip(x, self._cue_in)]
+            if len({b.shape[0] for b in out}) > 1:  # some slots broadcast over edges
+                out = [b.expand(n if b.shape[0] == 1 else b.shape[0], -1) for b in out]
+        return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
 
     def forward_blocks(self, x: list[Tensor], sh: Tensor, weight: Tensor | None = None) -> list[Tensor]:
         """The product on per-slot blocks: ``(E, 2l + 1, mul)`` per slot of ``rep_in`` -> of ``rep_out``."""
@@ -412,7 +601,8 @@ class DepthwiseTensorProduct(_ExactTables):
         """The product with each output slot left as its channel parts (what :class:`IrrepsLinear` reads).
 
         Args:
-            x: one ``(E, 2l + 1, mul)`` per slot of ``rep_in``; sh, weight as in :meth:`forward`.
+            x: one ``(E, 2l + 1, mul)`` per slot of ``rep_in`` (``E`` may be 1 to broadcast), or what
+                :meth:`to_input_layout` gives; sh, weight as in :meth:`forward`.
             weighted: ``False`` skips the internal (shared) weights, for a caller that folds
                 :meth:`channel_weights` into the linear map that follows.
             channel_order: ``weight`` is already permuted by ``weight_index`` (e.g. by
@@ -426,6 +616,8 @@ class DepthwiseTensorProduct(_ExactTables):
                 raise ValueError("weighted=False is for products with internal weights, called without weights")
         elif (weight is None) == (self.weight is None):
             raise ValueError("pass per-edge weights exactly when the product has no internal weights")
+        if self._cue is not None:
+            return self._forward_parts_cueq(x, sh, weight, weighted, channel_order)
         n = sh.shape[0]
         s_all = [sh @ getattr(self, f"cg_{g}") for g in range(len(self._groups))]  # per group (E, sum rows * d_in)
         if weighted:
@@ -451,9 +643,35 @@ class DepthwiseTensorProduct(_ExactTables):
             parts.append(y * ws[q].unsqueeze(1) if weighted else y)
         return [[parts[q] for q in slot] for slot in self._slot_parts]
 
+    def _forward_parts_cueq(self, x: Tensor | list[Tensor], sh: Tensor, weight: Tensor | None, weighted: bool,
+                            channel_order: bool) -> list[list[Tensor]]:
+        """:meth:`forward_parts` through cuEquivariance (see the class docstring for the mapping)."""
+        x = self.to_input_layout(x) if not isinstance(x, Tensor) else x  # (E|1, rep_in.dim), ir_mul chunks
+        if not weighted:  # unit weights: eqt's unweighted product
+            w = self.weight_scale.unsqueeze(0) if self._cue_scaled else sh.new_ones(1, self.weight_numel)
+        else:
+            w = self.weight.unsqueeze(0) if weight is None else weight  # (E|1, weight_numel)
+            if weight is None or not channel_order:
+                w = w.index_select(1, self.weight_index)
+            if self._cue_scaled:
+                w = w * self.weight_scale
+        cue = self._cue
+        if self.cue_method != "naive" and sh.device.type != "cuda":  # the fused kernel is CUDA-only
+            if self._cue_cpu is None:
+                _, cuet = _import_cueq()
+                cue_mod, _ = _import_cueq()
+                self.__dict__["_cue_cpu"] = cuet.ChannelWiseTensorProduct(
+                    cue.irreps_in1, cue.irreps_in2, self._cue_keep, layout=cue_mod.ir_mul,
+                    shared_weights=False, internal_weights=False, method="naive")
+            cue = self._cue_cpu
+        y = cue(x, sh, w)  # (E, irreps_paths.dim): one (2l3 + 1, c) segment per cuEquivariance path
+        n = y.shape[0]
+        return [[y[:, off:off + d * c].view(n, d, c) for off, d, c in slot] for slot in self._cue_parts]
+
     def channel_weights(self) -> list[Tensor]:
         """The internal weights per output channel: one ``(mul,)`` per slot of ``rep_out``."""
-        ws = self.weight.index_select(0, self.weight_index).split(self._part_muls)
+        index = self.weight_index if self._cue is None else self.channel_index
+        ws = self.weight.index_select(0, index).split(self._part_muls)
         return [torch.cat([ws[q] for q in slot]) for slot in self._slot_parts]
 
 
@@ -493,18 +711,19 @@ class EdgeDegreeEmbedding(nn.Module):
         irreps_sh: spherical-harmonic irreps.
         radial_channels: ``(num_basis, hidden...)`` of the :class:`RadialMLP`.
         avg_degree: the normalisation ``sqrt(avg_degree)`` of the neighbour sum.
+        tp_backend: backend of the depthwise product (:class:`DepthwiseTensorProduct`).
 
     Shapes: ``sh (E, rep_sh.dim)``, ``rbf (E, num_basis)``, ``edge_index (2, E)``, ``edge_weight (E,)``
     -> ``(N, rep_out.dim)``.
     """
 
     def __init__(self, irreps_node: str | o3.Irreps, irreps_sh: str | o3.Irreps, radial_channels: Sequence[int],
-                 avg_degree: float):
+                 avg_degree: float, tp_backend: str = "e3nn"):
         super().__init__()
         self.rep_out = o3.Irreps(irreps_node)
         n0 = scalar_mul(self.rep_out)
         self.scalars = nn.Parameter(torch.randn(n0))
-        self.dtp = DepthwiseTensorProduct(f"{n0}x0e", irreps_sh, self.rep_out)
+        self.dtp = DepthwiseTensorProduct(f"{n0}x0e", irreps_sh, self.rep_out, backend=tp_backend)
         self.rep_sh = self.dtp.rep_sh
         self.radial = RadialMLP([*radial_channels, self.dtp.weight_numel])
         self.proj = IrrepsLinear(self.dtp.rep_out, self.rep_out)
@@ -554,13 +773,15 @@ class EquivariantGraphAttention(nn.Module):
         radial_channels: ``(num_basis, hidden...)`` of the radial MLP.
         irreps_out: output irreps (default ``irreps_node``).
         alpha_drop: dropout on the attention weights (training only).
+        tp_backend: backend of both depthwise products (:class:`DepthwiseTensorProduct`).
 
     Shapes: ``x (N, rep_in.dim)``, ``edge_index (2, E)``, ``sh (E, rep_sh.dim)``, ``rbf (E, K)``,
     ``edge_weight (E,)`` -> ``(N, rep_out.dim)``.
     """
 
     def __init__(self, irreps_node: str | o3.Irreps, irreps_sh: str | o3.Irreps, num_heads: int,
-                 radial_channels: Sequence[int], irreps_out: str | o3.Irreps | None = None, alpha_drop: float = 0.0):
+                 radial_channels: Sequence[int], irreps_out: str | o3.Irreps | None = None, alpha_drop: float = 0.0,
+                 tp_backend: str = "e3nn"):
         super().__init__()
         node = o3.Irreps(irreps_node)
         self.rep_in, self.rep_out = node, o3.Irreps(irreps_out) if irreps_out is not None else node
@@ -571,7 +792,7 @@ class EquivariantGraphAttention(nn.Module):
             raise ValueError(f"attention logits need 0e channels in irreps_node '{node}'")
         self.merge_src = IrrepsLinear(node, node, bias=True)
         self.merge_dst = IrrepsLinear(node, node, bias=False)
-        self.dtp = DepthwiseTensorProduct(node, irreps_sh, node)
+        self.dtp = DepthwiseTensorProduct(node, irreps_sh, node, backend=tp_backend)
         self.rep_sh = self.dtp.rep_sh
         self.radial = RadialMLP([*radial_channels, self.dtp.weight_numel])
         self.alpha_linear = IrrepsLinear(self.dtp.rep_out, f"{n_alpha}x0e")
@@ -580,7 +801,8 @@ class EquivariantGraphAttention(nn.Module):
         nn.init.uniform_(self.alpha_dot, -bound, bound)
         self.gate = Gate(node)
         self.value_linear = IrrepsLinear(self.dtp.rep_out, self.gate.rep_in)
-        self.value_dtp = DepthwiseTensorProduct(self.gate.rep_out, irreps_sh, node, internal_weights=True)
+        self.value_dtp = DepthwiseTensorProduct(self.gate.rep_out, irreps_sh, node, internal_weights=True,
+                                                backend=tp_backend)
         self.value_proj = IrrepsLinear(self.value_dtp.rep_out, node)
         self.proj = IrrepsLinear(node, self.rep_out)
         self.alpha_dropout = nn.Dropout(alpha_drop) if alpha_drop > 0 else None
@@ -590,10 +812,15 @@ class EquivariantGraphAttention(nn.Module):
         """Returns: ``(N, rep_out.dim)`` (see the class docstring for the arguments)."""
         src, dst = edge_index[0], edge_index[1]
         n, e, h = x.shape[0], src.shape[0], self.num_heads
-        m = self.merge_src(x).index_select(0, src) + self.merge_dst(x).index_select(0, dst)  # (E, dim)
+        if self.dtp.backend == "e3nn":
+            m = self.merge_src(x).index_select(0, src) + self.merge_dst(x).index_select(0, dst)  # (E, dim)
+            m = to_blocks(m, self.rep_in)
+        else:  # cuEquivariance's input layout, made at node level: no transposes on edges
+            m = (self.dtp.to_input_layout(self.merge_src(x)).index_select(0, src)
+                 + self.dtp.to_input_layout(self.merge_dst(x)).index_select(0, dst))  # (E, dim)
         # the edge pipeline runs on per-slot blocks (E, 2l+1, mul): no layout copies between its products
         w = self.radial(rbf, self.dtp.weight_index)  # (E, weight_numel), in the product's channel order
-        m = self.dtp.forward_parts(to_blocks(m, self.rep_in), sh, w, channel_order=True)  # dtp.rep_out slots, as parts
+        m = self.dtp.forward_parts(m, sh, w, channel_order=True)  # dtp.rep_out slots, as parts
 
         a = self.alpha_linear.forward_blocks(m)[0]  # (E, 1, n_alpha)
         logits = smooth_leaky_relu(a.view(e, h, self.alpha_dot.shape[1])) * _C_SLRELU  # (E, H, C)
@@ -632,6 +859,7 @@ class EquiformerBlock(nn.Module):
         irreps_mid: FFN hidden irreps.
         irreps_out: block output irreps (default ``irreps_node``).
         alpha_drop: attention dropout.
+        tp_backend: backend of the depthwise products (:class:`DepthwiseTensorProduct`).
 
     Shapes: ``x (N, rep_in.dim)``, ``edge_index (2, E)``, ``sh (E, rep_sh.dim)``, ``rbf (E, K)``,
     ``edge_weight (E,)`` -> ``(N, rep_out.dim)``.
@@ -639,12 +867,13 @@ class EquiformerBlock(nn.Module):
 
     def __init__(self, irreps_node: str | o3.Irreps, irreps_sh: str | o3.Irreps, num_heads: int,
                  radial_channels: Sequence[int], irreps_mid: str | o3.Irreps,
-                 irreps_out: str | o3.Irreps | None = None, alpha_drop: float = 0.0):
+                 irreps_out: str | o3.Irreps | None = None, alpha_drop: float = 0.0, tp_backend: str = "e3nn"):
         super().__init__()
         node = o3.Irreps(irreps_node)
         self.rep_in, self.rep_out = node, o3.Irreps(irreps_out) if irreps_out is not None else node
         self.norm1 = EquivariantLayerNorm(node)
-        self.attention = EquivariantGraphAttention(node, irreps_sh, num_heads, radial_channels, alpha_drop=alpha_drop)
+        self.attention = EquivariantGraphAttention(node, irreps_sh, num_heads, radial_channels, alpha_drop=alpha_drop,
+                                                   tp_backend=tp_backend)
         self.rep_sh = self.attention.rep_sh
         self.norm2 = EquivariantLayerNorm(node)
         self.ffn = EquivariantFFN(node, irreps_mid, self.rep_out)

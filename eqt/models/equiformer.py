@@ -18,6 +18,8 @@ Choices (also in ``docs/equiformer.md``):
   when an atom crosses the cutoff. The reference has none (``False``).
 - The reference's per-system ``1 / sqrt(_AVG_NUM_NODES)`` is not applied: per-atom outputs start at
   unit scale and ``energy_scale`` (set by the trainer) scales them.
+- ``tp_backend="cueq"`` computes the depthwise tensor products with NVIDIA's cuEquivariance
+  (``pip install 'eqt[cueq]'``): the same function and the same ``state_dict`` as the default ``"e3nn"``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from e3nn import o3
 from torch import Tensor, nn
 
 from eqt.config import Config
-from eqt.layers.irreps import EdgeDegreeEmbedding, EquiformerBlock, EquivariantLayerNorm, Gate, IrrepsLinear
+from eqt.layers.irreps import (
+    EdgeDegreeEmbedding,
+    EquiformerBlock,
+    EquivariantLayerNorm,
+    Gate,
+    IrrepsLinear,
+    check_tp_backend,
+)
 from eqt.layers.radial import radial_basis
 from eqt.models.base import EnergyModel
 from eqt.primitives.irreps import (
@@ -74,6 +83,9 @@ class EquiformerConfig(Config):
         alpha_drop: attention-weight dropout.
         output: ``"energy"`` (a potential) or the QM9 property it is trained on (a per-molecule
             scalar, summed over atoms like an energy; forces are then meaningless).
+        tp_backend: ``"e3nn"`` (eqt's own depthwise products) or ``"cueq"`` (NVIDIA cuEquivariance's
+            ``ChannelWiseTensorProduct``, fused CUDA kernels with cuequivariance-ops-torch; needs
+            ``pip install 'eqt[cueq]'``). Not part of the weights: a ``state_dict`` loads into either.
     """
 
     irreps_node: str = "128x0e+64x1o+32x2e"
@@ -93,6 +105,7 @@ class EquiformerConfig(Config):
     avg_degree: float = 15.57930850982666
     alpha_drop: float = 0.0
     output: str = "energy"
+    tp_backend: str = "e3nn"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radial_hidden", tuple(int(c) for c in self.radial_hidden))
@@ -119,6 +132,7 @@ class EquiformerConfig(Config):
             raise ValueError(f"cutoff and avg_degree must be positive, got {self.cutoff}, {self.avg_degree}")
         if self.output != "energy" and self.output not in QM9_TARGETS:
             raise ValueError(f"output must be 'energy' or a QM9 target ({', '.join(QM9_TARGETS)}), got {self.output!r}")
+        check_tp_backend(self.tp_backend)
 
     @property
     def node_irreps(self) -> o3.Irreps:
@@ -166,10 +180,10 @@ class Equiformer(EnergyModel):
         self.n_scalars, self.node_dim = scalar_mul(node), node.dim
         # = the reference's LinearRS(one-hot) whose N(0, 1/max_z) weights are scaled by sqrt(max_z)
         self.atom_embedding = nn.Embedding(c.max_z, self.n_scalars)
-        self.edge_embedding = EdgeDegreeEmbedding(node, sh, radial, c.avg_degree)
+        self.edge_embedding = EdgeDegreeEmbedding(node, sh, radial, c.avg_degree, c.tp_backend)
         self.blocks = nn.ModuleList(
             EquiformerBlock(node, sh, c.num_heads, radial, c.mid_irreps,
-                            node if i < c.num_layers - 1 else feature, c.alpha_drop)
+                            node if i < c.num_layers - 1 else feature, c.alpha_drop, c.tp_backend)
             for i in range(c.num_layers))
         self.norm = EquivariantLayerNorm(feature)
         width = scalar_mul(feature)
