@@ -3,12 +3,14 @@
 #
 #   bash benchmarks/gpu.sh OUT_DIR [TRAIN_SECONDS] [PARTS]
 #
-# PARTS (default "et equiformer gatr ed train"): which measurements to run.
+# PARTS (default "et equiformer gatr ed train"; also "graphtest", "md"): which measurements to run.
 #
 # Expects, beside the tracked tree, a folder .gpu/ (ignored through .git/info/exclude) holding
 #   .gpu/whl/           wheels missing on the machine (ase, e3nn 0.6) installed into /tmp/site
 #   .gpu/data/rmd17/    aspirin_train.xyz, aspirin_test.xyz (copies of ../shared/data/rmd17)
 #   .gpu/ref/           reference work trees: equiformer, gatr, shims, stubs, deps_e3nn044
+#   .gpu/models/        eqt checkpoints for the MD timing (run 1's model_et.pt, model_equiformer.pt) and
+#                       one aspirin frame (aspirin.xyz)
 #   .gpu/tmd/           torchmd-net 3.1.0's package with its Warp neighbour op swapped for a torch one
 #                       (warp-lang is 392 MB and cannot travel; same contract, same energies on CPU)
 # Each step has its own time limit; all logs go to OUT_DIR/all.log (plus the JSON results and the two
@@ -57,6 +59,11 @@ for L in (6, 8):
         print(f'L={L} {dev}: ' + ', '.join(f'batch {k}: {v:.0f}/s' for k, v in r.items()))
 "
 
+want md && step md_speed_et 150 python3 benchmarks/bench_md_speed.py .gpu/models/model_et.pt --device cuda \
+    --atoms 302 1001 3002 --structure .gpu/models/aspirin.xyz --calls 20 --steps 100 --json "$OUT/md_speed_et.json"
+want md && step md_speed_equiformer 120 python3 benchmarks/bench_md_speed.py .gpu/models/model_equiformer.pt \
+    --device cuda --atoms 302 1001 --structure .gpu/models/aspirin.xyz --calls 10 --steps 50 \
+    --json "$OUT/md_speed_equiformer.json"
 want train || { echo "== done"; exit 0; }
 # training: both at once on the one GPU, the same wall-clock budget
 T=$(printf '00:00:%02d:%02d' $((TRAIN / 60)) $((TRAIN % 60)))

@@ -123,3 +123,27 @@ def test_config():
         MDConfig(integrator="nose-hoover")
     with pytest.raises(ValueError, match="log_interval"):
         MDConfig(log_interval=0)
+
+
+def test_close_atoms_abort_periodic_and_in_a_long_chain():
+    """The distance checks in a periodic cell (vesin, or ASE without it) and in a long chain (k-d
+    tree: ASE's neighbor_list, used before, took 4 s per step for a 1,000-atom chain)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from eqt.physics.md import _Checker
+
+    cu = bulk("Cu", "fcc", a=3.6) * (2, 2, 2)
+    cu.positions[1] = cu.positions[0] + [0.0, 0.0, 0.3]
+    cu.calc = EMT()
+    with pytest.raises(MDInstabilityError, match=r"atoms 0 and 1 are 0\.3 Å apart"):
+        run_md(cu, cu.calc, MDConfig(steps=2, min_distance=0.5, max_force=1e9, max_displacement_per_step=1e9))
+    chain = Atoms("C" * 3000, positions=np.c_[1.5 * np.arange(3000), np.zeros(3000), np.zeros(3000)])
+    chain.calc = SinglePointCalculator(chain, energy=0.0, forces=np.zeros((3000, 3)))
+    checker = _Checker(chain, MDConfig())
+    checker(chain, 0)  # fine
+    chain.positions[2000, 0] = chain.positions[1999, 0] + 0.2
+    chain.calc = SinglePointCalculator(chain, energy=0.0, forces=np.zeros((3000, 3)))
+    with pytest.raises(MDInstabilityError, match=r"atoms 1999 and 2000 are 0\.2 Å apart"):
+        _Checker(chain, MDConfig(max_displacement_per_step=1e9))(chain, 1)
