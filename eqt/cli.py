@@ -208,14 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="samples of a split (repeatable; default: the reference sizes of every split)")
     nb.add_argument("--seed", type=int, default=0)
     nb.set_defaults(func=cmd_nbody_data)
+    from eqt.data import polymers
 
-    from eqt.train import nbody, rigid, slmc
+    polymers.add_arguments(dsub.add_parser("polymers", help="capped polymer oligomers (RDKit), GFN2-xTB MD "
+                                                             "samples and labels, extended XYZ")
+                           ).set_defaults(func=_runs("eqt.data.polymers"))
+
+    from eqt.train import nbody, polyget, rigid, slmc
 
     experiments = {
         "nbody": (nbody, "GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table"),
         "slmc": (slmc, "self-learning Monte Carlo: exact data, linear and transformer effective models, SLMC "
                        "acceptance vs depth"),
         "rigid": (rigid, "one rigid-body run (MuJoCo data): GATr or a transformer, FLOPs counted, resumable"),
+        "polyget": (polyget, "PolyGET: force-only vs joint ET training, unseen polymer families, long chains"),
     }
     for name, (module, text) in experiments.items():
         module.add_arguments(sub.add_parser(name, help=text)).set_defaults(func=_runs(module.__name__))

@@ -252,12 +252,13 @@ def _check_cap(cap: str) -> str:
     raise ValueError(f"unknown end cap {cap!r}; use one of {', '.join(CAPS)}")
 
 
-def _check_n_repeat(n_repeat: Any, family: PolymerFamily) -> int:
+def _check_n_repeat(n_repeat: Any, family: PolymerFamily | None = None) -> int:
     if isinstance(n_repeat, bool) or not isinstance(n_repeat, (int, np.integer)):
         raise ValueError(f"n_repeat must be an integer, got {n_repeat!r}")
     if n_repeat < 1:
-        raise ValueError(f"family '{family.name}': n_repeat={n_repeat} is too short to cap; a capped oligomer "
-                         f"needs at least 1 repeat unit between its two end caps")
+        where = f"family '{family.name}': " if family is not None else ""
+        raise ValueError(f"{where}n_repeat={n_repeat} is too short to cap; a capped oligomer needs at least "
+                         f"1 repeat unit between its two end caps")
     return int(n_repeat)
 
 
@@ -410,7 +411,8 @@ class Failure:
     Attributes:
         step: MD step at which the check failed (0: the starting structure).
         check: ``"bond_broken"``, ``"bond_formed"``, ``"min_distance"``, ``"non_finite"``,
-            ``"energy_rise"``, ``"max_force"`` or ``"calculator"`` (the xTB calculation failed).
+            ``"energy_rise"``, ``"max_force"``, ``"calculator"`` (the xTB calculation failed) or,
+            in :func:`generate`, ``"build"`` (no 3D conformer could be embedded).
         message: one line for people.
         atoms: the atoms involved (may be empty).
     """
@@ -587,15 +589,24 @@ def run_trajectory(atoms: Atoms, temperature_K: float, config: SamplingConfig = 
     """
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
     from ase import units
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
+
+    try:  # ASE >= 3.29
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # pragma: no cover - older ASE
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        def thermalize_momenta(atoms: Atoms, temperature_K: float, *, rng: np.random.Generator) -> None:
+            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
     from eqt.physics.reference import _import_tblite_ase, _multiplicity, _openmp_threads, _store, xtb_calculator
 
     if not isinstance(config, SamplingConfig):
         raise ValueError(f"config must be a SamplingConfig, got {type(config).__name__}")
-    if not (isinstance(temperature_K, (int, float)) and temperature_K > 0):
-        raise ValueError(f"temperature must be > 0 K, got {temperature_K!r}")
+    if isinstance(temperature_K, bool) or not isinstance(temperature_K, (int, float, np.number)) \
+            or not temperature_K > 0:
+        raise ValueError(f"temperature must be a number > 0 K, got {temperature_K!r}")
     if len(atoms) < 2:
         raise ValueError(f"MD needs at least 2 atoms, got {len(atoms)}")
     if _multiplicity(atoms, 0) != 1:
@@ -642,7 +653,7 @@ def run_trajectory(atoms: Atoms, temperature_K: float, config: SamplingConfig = 
             failure = Failure(step=step, check=err.check, message=f"MD step {step}: {err.message}", atoms=err.atoms)
             frames = []
     return TrajectoryResult(traj_id=traj_id, temperature_K=float(temperature_K), seed=int(seed),
-                            n_atoms=len(atoms), frames=frames, steps_done=step if failure is None else step - 1,
+                            n_atoms=len(atoms), frames=frames, steps_done=step if failure is None else max(step - 1, 0),
                             seconds=time.perf_counter() - start,
                             mean_temperature_K=float(np.mean(temps)) if temps else float("nan"), failure=failure)
 
@@ -728,7 +739,7 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
     if len({f.name for f in fams}) != len(fams):
         raise ValueError(f"families repeat: {', '.join(f.name for f in fams)}")
     cap = _check_cap(cap)
-    lengths = [_check_n_repeat(n, fams[0]) for n in lengths]
+    lengths = [_check_n_repeat(n) for n in lengths]
     temperatures = [float(t) for t in temperatures]
     if any(not t > 0 for t in temperatures):
         raise ValueError(f"temperatures must be > 0 K, got {temperatures}")
@@ -757,9 +768,14 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
                     for k in range(trajectories):
                         traj_seed = _trajectory_seed(seed, fam.name, n, temp, k)
                         traj_id = f"{fam.name}-n{n}-T{temp:g}-{k}"
-                        atoms = build_oligomer(fam, n, cap=cap, seed=traj_seed)
-                        res = run_trajectory(atoms, temp, config, seed=traj_seed, traj_id=traj_id,
-                                             num_threads=num_threads)
+                        try:
+                            atoms = build_oligomer(fam, n, cap=cap, seed=traj_seed)
+                        except ValueError as err:  # e.g. no 3D embedding for this seed: a failed run
+                            res = TrajectoryResult(traj_id, temp, traj_seed, 0, [], 0, 0.0, float("nan"),
+                                                   Failure(0, "build", str(err).splitlines()[0]))
+                        else:
+                            res = run_trajectory(atoms, temp, config, seed=traj_seed, traj_id=traj_id,
+                                                 num_threads=num_threads)
                         if res.frames:
                             ase.io.write(fh, res.frames, format="extxyz", write_results=False)
                             fh.flush()
@@ -769,7 +785,7 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
                         done += 1
                         if progress:
                             status = (f"{len(res.frames)} frames" if res.ok else f"FAILED ({res.failure.message})")
-                            print(f"[{done}/{total}] {traj_id} ({len(atoms)} atoms): {status}, "
+                            print(f"[{done}/{total}] {traj_id} ({res.n_atoms} atoms): {status}, "
                                   f"{res.seconds:.1f} s", file=sys.stderr, flush=True)
     os.replace(partial, out_path)
     summary = dict(

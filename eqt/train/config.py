@@ -87,21 +87,26 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides (``model.hidden_channels=64`` reaches into ``model``).
+    """Apply ``key=value`` overrides; dotted keys reach into mappings (``model.hidden_channels=64``,
+    ``train.model.num_layers=4``), creating them when absent. ``values`` is not modified.
 
     Raises:
-        ValueError: an override without ``=``.
+        ValueError: an override without ``=``, or a dotted key through a value that is not a mapping.
     """
-    values = {**values, "model": dict(values.get("model", {}))}
+    import copy
+
+    values = copy.deepcopy(dict(values))
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override '{item}' is not of the form key=value")
         key, text = item.split("=", 1)
-        value = _parse_value(text)
-        if key.startswith("model."):
-            values["model"][key[len("model."):]] = value
-        else:
-            values[key] = value
+        *path, last = key.split(".")
+        target = values
+        for i, part in enumerate(path):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"override '{item}': {'.'.join(path[:i + 1])} is not a mapping")
+        target[last] = _parse_value(text)
     return values
 
 
