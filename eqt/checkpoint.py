@@ -36,6 +36,7 @@ def _models() -> dict[str, Any]:
     from eqt.models.et import ET, ETConfig
     from eqt.models.gatr import GATr, GATrConfig
     from eqt.models.nbody import NBodyModel, NBodyModelConfig
+    from eqt.models.rays import RayModelConfig, RayOccupancyModel
     from eqt.models.rigid import RigidBodyModel, RigidModelConfig
     from eqt.models.spin_transformer import SpinTransformer, SpinTransformerConfig
     from eqt.models.transformer import Transformer, TransformerConfig
@@ -43,7 +44,8 @@ def _models() -> dict[str, Any]:
     return {"ET": (ET, ETConfig), "GATr": (GATr, GATrConfig), "Transformer": (Transformer, TransformerConfig),
             "NBodyModel": (NBodyModel, NBodyModelConfig), "Equiformer": (Equiformer, EquiformerConfig),
             "SpinTransformer": (SpinTransformer, SpinTransformerConfig),
-            "RigidBodyModel": (RigidBodyModel, RigidModelConfig)}
+            "RigidBodyModel": (RigidBodyModel, RigidModelConfig),
+            "RayOccupancyModel": (RayOccupancyModel, RayModelConfig)}
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, extra: dict[str, Any] | None = None) -> Path:

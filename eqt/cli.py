@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "samples and labels, extended XYZ")
                            ).set_defaults(func=_runs("eqt.data.polymers"))
 
-    from eqt.train import nbody, polyget, rigid, slmc
+    from eqt.train import nbody, polyget, rays, rigid, slmc
 
     experiments = {
         "nbody": (nbody, "GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table"),
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "acceptance vs depth"),
         "rigid": (rigid, "one rigid-body run (MuJoCo data): GATr or a transformer, FLOPs counted, resumable"),
         "polyget": (polyget, "PolyGET: force-only vs joint ET training, unseen polymer families, long chains"),
+        "rays": (rays, "ray-space reconstruction: equivariant model vs transformer, I/SO3 train/test frames, IoU"),
     }
     for name, (module, text) in experiments.items():
         module.add_arguments(sub.add_parser(name, help=text)).set_defaults(func=_runs(module.__name__))

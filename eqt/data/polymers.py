@@ -70,6 +70,7 @@ __all__ = [
     "sample_conformations",
     "generate",
     "parse_lengths",
+    "family_table",
     "add_arguments",
     "run_from_args",
     "main",
