@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "samples and labels, extended XYZ")
                            ).set_defaults(func=_runs("eqt.data.polymers"))
 
-    from eqt.train import nbody, polyget, rays, rigid, slmc
+    from eqt.train import nbody, polyget, rays, rigid, scaling, slmc
 
     experiments = {
         "nbody": (nbody, "GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table"),
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rigid": (rigid, "one rigid-body run (MuJoCo data): GATr or a transformer, FLOPs counted, resumable"),
         "polyget": (polyget, "PolyGET: force-only vs joint ET training, unseen polymer families, long chains"),
         "rays": (rays, "ray-space reconstruction: equivariant model vs transformer, I/SO3 train/test frames, IoU"),
+        "scaling": (scaling, "rigid-body scaling sweep (size x steps x data, resumable, shardable) and its fits"),
     }
     for name, (module, text) in experiments.items():
         module.add_arguments(sub.add_parser(name, help=text)).set_defaults(func=_runs(module.__name__))

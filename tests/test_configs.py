@@ -11,7 +11,8 @@ from eqt.train.run import build_model  # noqa: E402
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 STUDIES = [p for p in ALL if p.name.startswith("slmc")]  # eqt slmc study configs
-CONFIGS = [p for p in ALL if p not in STUDIES]  # eqt train configs
+SWEEPS = [p for p in ALL if p.name.startswith("scaling")]  # eqt scaling sweep configs
+CONFIGS = [p for p in ALL if p not in STUDIES + SWEEPS]  # eqt train configs
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -30,6 +31,22 @@ def test_study_config_loads_and_builds(path):
     model = SpinTransformer(SpinTransformerConfig(L=c.physics.L, num_layers=max(c.layers), channels=max(c.widths),
                                                   heads=c.heads, head_channels=c.head_channels,
                                                   qkv_shells=c.qkv_shells, readout_shells=c.readout_shells))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_sweep_config_loads(path):
+    from eqt.train.scaling import grid, load_sweep_config
+
+    assert len(grid(load_sweep_config(path))) >= 27  # at least 3 sizes x 3 step counts x 3 data sizes
+
+
+def test_polyget_study_config_loads():
+    from eqt.train.config import TrainConfig, read_yaml
+    from eqt.train.polyget import PolyGETConfig
+
+    c = PolyGETConfig.from_dict(read_yaml(Path(__file__).resolve().parents[1] / "configs" / "polyget" / "study.yaml"))
+    model = build_model(TrainConfig.from_dict({**c.train, "objective": "forces", "energy_weight": 0.0}))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
