@@ -321,7 +321,9 @@ def train_run(config: RigidRunConfig, log: Callable[[str], None] | None = print)
         return {s: evaluate(m, plain, data[s], steps.val_batch_size) for s in ("val", "test", "test_e3")}
 
     final = metrics(model)
-    best = {"step": summary["best_step"], **metrics(load_model(out / "best.pt", config.device))}
+    # a run stopped by max_time before its first validation has no best.pt yet: its best is the final
+    best_model = load_model(out / "best.pt", config.device) if (out / "best.pt").exists() else model
+    best = {"step": summary["best_step"], **(metrics(best_model) if best_model is not model else final)}
     test = data["test"]
     static, _ = rigid_loss(test["pos"][:, -1], test["rot"][:, -1], test["target_pos"], test["target_rot"],
                            model_config.length_scale, config.rot_weight)

@@ -127,3 +127,11 @@ def test_config_errors_and_cli(data_dir, tmp_path, capsys):
         train_run(RigidRunConfig(data=str(data_dir), out=str(out), n_train=16, **{**TINY, "steps": 3}), log=None)
     with pytest.raises(SystemExit):
         main(["--family", "mlp"])
+
+
+def test_run_stopped_before_its_first_validation_still_reports(data_dir, tmp_path):
+    """max_time can stop a run before any best.pt exists: the result falls back to the final weights."""
+    config = RigidRunConfig(data=str(data_dir), out=str(tmp_path / "t"), **{**TINY, "steps": 50, "max_time": 1e-9})
+    result = train_run(config, log=None)
+    assert not result["finished"] and result["best"]["step"] == -1  # -1: no validation yet
+    assert result["best"]["test"] == result["test"]  # the final weights
