@@ -13,7 +13,7 @@ import torch
 from eqt.reps.actions import Rep, _like, _to_numpy
 from eqt.reps.groups import Element
 
-__all__ = ["Ray"]
+__all__ = ["Ray", "RayField"]
 
 
 class Ray(Rep):
@@ -49,3 +49,40 @@ class Ray(Rep):
         q1 = p1 @ r.T + t
         d_new = q1 - q0
         return _like(np.concatenate([d_new, np.cross(q0, d_new)], axis=-1), x)
+
+
+class RayField(Rep):
+    """Reference action on features typed by SO(2) frequency, expressed in each ray's canonical section.
+
+    ``(g f)(g x) = ρ(h(g, x)) f(x)`` (spec ``rays.md`` §A.2): the twist angle ``γ`` is read off
+    ``F(gx)^T R F(x) = Rz(γ)``, with ``F`` the section frame of :func:`eqt.primitives.rays.ray_frame`
+    (the gauge convention the features are defined in) and ``gx`` from the independent :class:`Ray`
+    action; a frequency-k pair is rotated by ``kγ``, scalars are left alone. Slow, numpy float64.
+
+    Args:
+        rep: the feature layout, e.g. :class:`eqt.layers.rays.SO2Rep` (anything with ``split(x)`` ->
+            ``[(..., m0), (..., m1, 2), ...]`` and a static ``join(blocks)``).
+        rays: ``(..., 6)`` the rays the features live on (before the group acts).
+    """
+
+    def __init__(self, rep, rays: torch.Tensor):
+        super().__init__(None)
+        self.rep, self.rays = rep, rays.detach().to(torch.float64)
+
+    def _act_spatial(self, g: Element, x: torch.Tensor) -> torch.Tensor:
+        from eqt.primitives.rays import ray_frame
+
+        if g.rotation is None:
+            return x.clone()
+        moved = Ray(atom_axis=None).act(g, self.rays)
+        f0 = ray_frame(self.rays)[0].numpy()
+        f1 = ray_frame(moved)[0].numpy()
+        h = np.einsum("...ji,jk,...kl->...il", f1, g.rotation, f0)  # (..., 3, 3) = Rz(γ)
+        gamma = np.arctan2(h[..., 1, 0], h[..., 0, 0])
+        blocks = self.rep.split(x.detach().to(torch.float64))
+        out = [blocks[0].numpy()]
+        for k, z in enumerate(blocks[1:], start=1):
+            c, s = np.cos(k * gamma)[..., None], np.sin(k * gamma)[..., None]
+            re, im = z[..., 0].numpy(), z[..., 1].numpy()
+            out.append(np.stack([c * re - s * im, s * re + c * im], axis=-1))
+        return type(self.rep).join([torch.from_numpy(np.ascontiguousarray(b)) for b in out]).to(x.dtype)

@@ -16,10 +16,11 @@ from eqt.reps.groups import (
     cube_group,
     square_lattice_group,
 )
-from eqt.reps.rays import Ray
+from eqt.reps.rays import Ray, RayField
 from eqt.testing.equivariance import assert_equivariant
 
 __all__ = [
+    "RayField",
     "assert_equivariant",
     "Element",
     "Group",

@@ -30,40 +30,10 @@ from eqt.layers.rays import (
     set_pair_features,
 )
 from eqt.primitives.rays import ray_frame, rays_from_points
-from eqt.reps.actions import Rep
-from eqt.testing import SE3, Fixed, Invariant, Position, Ray, Vector, assert_equivariant
+from eqt.testing import SE3, Fixed, Invariant, Position, Ray, RayField, Vector, assert_equivariant
 
 DT = torch.float64
 REP = SO2Rep("6x0+3x1")
-
-
-class RayField(Rep):
-    """Reference action on type-k ray features expressed in the canonical sections of ``rays``.
-
-    ``(g f)(g x) = ρ(h(g, x)) f(x)``: the twist angle is read off ``F(gx)^T R F(x) = Rz(γ)``, with
-    ``gx`` from the independent reference :class:`eqt.reps.rays.Ray`; a type-k pair is rotated by
-    ``kγ``. Slow, numpy float64.
-    """
-
-    def __init__(self, rep: SO2Rep, rays: torch.Tensor):
-        super().__init__(None)
-        self.rep, self.rays = rep, rays.detach().to(DT)
-
-    def _act_spatial(self, g, x):
-        if g.rotation is None:
-            return x.clone()
-        moved = Ray(atom_axis=None).act(g, self.rays)
-        f0 = ray_frame(self.rays)[0].numpy()
-        f1 = ray_frame(moved)[0].numpy()
-        h = np.einsum("...ji,jk,...kl->...il", f1, g.rotation, f0)  # (..., 3, 3) = Rz(γ)
-        gamma = np.arctan2(h[..., 1, 0], h[..., 0, 0])
-        blocks = self.rep.split(x.detach().to(DT))
-        out = [blocks[0].numpy()]
-        for k, z in enumerate(blocks[1:], start=1):
-            c, s = np.cos(k * gamma)[..., None], np.sin(k * gamma)[..., None]
-            re, im = z[..., 0].numpy(), z[..., 1].numpy()
-            out.append(np.stack([c * re - s * im, s * re + c * im], axis=-1))
-        return SO2Rep.join([torch.from_numpy(np.ascontiguousarray(b)) for b in out]).to(x.dtype)
 
 
 def _perturb(module, scale=0.3, seed=1):
