@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "samples and labels, extended XYZ")
                            ).set_defaults(func=_runs("eqt.data.polymers"))
 
-    from eqt.train import nbody, polyget, rays, rigid, scaling, slmc
+    from eqt.train import nbody, polyget, polyget_md, rays, rigid, scaling, slmc
 
     experiments = {
         "nbody": (nbody, "GATr's n-body experiment: E-, P-, iP-, C-GATr and a transformer, one table"),
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "acceptance vs depth"),
         "rigid": (rigid, "one rigid-body run (MuJoCo data): GATr or a transformer, FLOPs counted, resumable"),
         "polyget": (polyget, "PolyGET: force-only vs joint ET training, unseen polymer families, long chains"),
+        "polyget-md": (polyget_md, "PolyGET MD robustness: batched ML trajectories of unseen polymers, failures, "
+                                   "bond/angle distributions vs GFN2-xTB MD"),
         "rays": (rays, "ray-space reconstruction: equivariant model vs transformer, I/SO3 train/test frames, IoU"),
         "scaling": (scaling, "rigid-body scaling sweep (size x steps x data, resumable, shardable) and its fits"),
     }

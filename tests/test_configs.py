@@ -50,6 +50,15 @@ def test_polyget_study_config_loads():
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+def test_polyget_md_config_loads():
+    from eqt.train.config import read_yaml
+    from eqt.train.polyget_md import PolyGETMDConfig
+
+    c = PolyGETMDConfig.from_dict(read_yaml(Path(__file__).resolve().parents[1] / "configs" / "polyget" / "md.yaml"))
+    assert c.trajectories >= 10 and c.length_ps >= 50 and set(c.temperatures) == {300.0, 500.0}
+    assert c.sampling_config().min_distance == 0.5
+
+
 def test_et_md17_parameter_count_matches_torchmd_net():
     """1,339,906 trainable parameters, as TorchMD-NET's ET-MD17 model (spec: analytic count)."""
     model = build_model(load_config(Path(__file__).resolve().parents[1] / "configs" / "et-md17.yaml"))
@@ -61,7 +70,8 @@ def test_cli_help_for_every_command(capsys):
 
     parser = build_parser()
     for argv in (["--help"], ["train", "--help"], ["test", "--help"], ["md", "--help"], ["data", "sample", "--help"],
-                 ["data", "label", "--help"], ["data", "nbody", "--help"], ["nbody", "--help"], ["slmc", "--help"]):
+                 ["data", "label", "--help"], ["data", "nbody", "--help"], ["nbody", "--help"], ["slmc", "--help"],
+                 ["polyget-md", "--help"]):
         with pytest.raises(SystemExit) as exc:
             parser.parse_args(argv)
         assert exc.value.code == 0

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 __all__ = [
+    "BondGuard",
     "FAMILIES",
     "CAPS",
     "PolymerFamily",
@@ -475,8 +476,21 @@ class _BlowUp(Exception):
         self.check, self.message, self.atoms = check, message, tuple(int(i) for i in atoms)
 
 
-class _Guard:
-    """Geometry checks before each force call (against the starting bond graph), label checks after."""
+class BondGuard:
+    """Blow-up checks of one molecule against its starting bond graph.
+
+    :meth:`geometry` (a bond broken, a new bond formed, two atoms closer than ``min_distance``,
+    non-finite positions) runs before each force call, :meth:`labels` (non-finite values, the
+    potential energy risen past ``max_energy_rise_per_atom`` per atom above its first value,
+    a force past ``max_force``) after it; both raise on failure. :meth:`failure` runs both and
+    returns the :class:`Failure` instead. The thresholds are those of a :class:`SamplingConfig`,
+    so the GFN2-xTB sampling and the ML-potential MD of the PolyGET study
+    (:mod:`eqt.train.polyget_md`) count failures by the same rules.
+
+    Args:
+        atoms: the starting structure (defines the bonds: ``d_ij < bond_factor (r_i + r_j)``).
+        config: the thresholds.
+    """
 
     def __init__(self, atoms: Atoms, config: SamplingConfig):
         from ase.data import covalent_radii
@@ -521,6 +535,17 @@ class _Guard:
             raise _BlowUp("bond_formed", f"new bond {self._pair(i, j)}: {d[i, j]:.3f} Å, less than "
                           f"{c.form_factor} x the covalent radii sum ({self.rsum[i, j]:.2f} Å)", (i, j))
 
+    def failure(self, pos: np.ndarray, energy: float | None = None, forces: np.ndarray | None = None,
+                step: int = 0) -> Failure | None:
+        """The first failed check for ``pos`` (``(N, 3)``, Å) and, if given, the labels, or None."""
+        try:
+            self.geometry(pos)
+            if energy is not None and forces is not None:
+                self.labels(energy, forces)
+        except _BlowUp as err:
+            return Failure(step=step, check=err.check, message=f"MD step {step}: {err.message}", atoms=err.atoms)
+        return None
+
     def labels(self, energy: float, forces: np.ndarray) -> None:
         c = self.config
         if not np.isfinite(energy) or not np.isfinite(forces).all():
@@ -538,7 +563,7 @@ class _Guard:
                           f"max_force={c.max_force} eV/Å", (k,))
 
 
-def _guarded_calculator(inner, guard: _Guard):
+def _guarded_calculator(inner, guard: BondGuard):
     """An ASE calculator that runs ``guard`` around every call of the xTB calculator ``inner``."""
     from ase.calculators.calculator import Calculator, CalculationFailed, InputError, all_changes
 
@@ -620,7 +645,7 @@ def run_trajectory(atoms: Atoms, temperature_K: float, config: SamplingConfig = 
     system = atoms.copy()
     system.calc = None
     system.set_constraint(FixCom())
-    guard = _Guard(system, config)
+    guard = BondGuard(system, config)
     inner = xtb_calculator(config.method, charge=0, multiplicity=1, accuracy=config.accuracy)
     system.calc = _guarded_calculator(inner, guard)
     thermalize_momenta(system, temperature_K, rng=rng)
