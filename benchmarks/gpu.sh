@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu.sh OUT_DIR [TRAIN_SECONDS] [PARTS]
 #
-# PARTS (default "et equiformer gatr ed train"; also "graphtest", "md"): which measurements to run.
+# PARTS (default "et equiformer gatr ed train"; also "graphtest", "md", "polymd"): which measurements to run.
 #
 # Expects, beside the tracked tree, a folder .gpu/ (ignored through .git/info/exclude) holding
 #   .gpu/whl/           wheels missing on the machine (ase, e3nn 0.6) installed into /tmp/site
@@ -11,6 +11,9 @@
 #   .gpu/ref/           reference work trees: equiformer, gatr, shims, stubs, deps_e3nn044
 #   .gpu/models/        eqt checkpoints for the MD timing (run 1's model_et.pt, model_equiformer.pt) and
 #                       one aspirin frame (aspirin.xyz)
+#   .gpu/polyget_md/    (part polymd) the force-only PolyGET model.pt and the study's systems.xyz (starting
+#                       structures, no RDKit needed there: `eqt polyget-md configs/polyget/md.yaml --stage md
+#                       --set length_ps=0.001 --out /tmp/pmd` writes them); md_state.pt too, to continue
 #   .gpu/tmd/           torchmd-net 3.1.0's package with its Warp neighbour op swapped for a torch one
 #                       (warp-lang is 392 MB and cannot travel; same contract, same energies on CPU)
 # Each step has its own time limit; all logs go to OUT_DIR/all.log (plus the JSON results and the two
@@ -64,6 +67,11 @@ want md && step md_speed_et 150 python3 benchmarks/bench_md_speed.py .gpu/models
 want md && step md_speed_equiformer 120 python3 benchmarks/bench_md_speed.py .gpu/models/model_equiformer.pt \
     --device cuda --atoms 302 1001 --structure .gpu/models/aspirin.xyz --calls 10 --steps 50 \
     --json "$OUT/md_speed_equiformer.json"
+if want polymd; then  # PolyGET MD robustness on the GPU: batched replicas, one CUDA graph replay per step
+    mkdir -p "$OUT/polyget_md" && cp .gpu/polyget_md/systems.xyz .gpu/polyget_md/md_state.pt "$OUT/polyget_md/" 2>/dev/null
+    step polyget_md 480 python3 -m eqt.cli polyget-md configs/polyget/md.yaml --stage md --set device=cuda \
+        --set graphed=true --set model=.gpu/polyget_md/model.pt --set "out_dir=$OUT/polyget_md" --set max_time=00:07:00
+fi
 want train || { echo "== done"; exit 0; }
 # training: both at once on the one GPU, the same wall-clock budget
 T=$(printf '00:00:%02d:%02d' $((TRAIN / 60)) $((TRAIN % 60)))

@@ -253,11 +253,15 @@ class ReplicaLangevin:
 
         return {"pos": copy(self.pos), "vel": copy(self.vel), "forces": copy(self.forces), "energy": copy(self.energy),
                 "active": self.active.clone(), "stopped_at": self.stopped_at.clone(), "step_count": self.step_count,
-                "generator": self.generator.get_state(), "sizes": self.sizes.clone(),
+                "generator": self.generator.get_state(), "generator_device": self.device.type,
+                "sizes": self.sizes.clone(),
                 "temperatures": copy(self.temperatures)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` of a run over the same systems and temperatures.
+
+        On the same device type the continuation is bit-identical; a state moved between CPU and
+        GPU continues with noise seeded by ``seed + step_count``.
 
         Raises:
             ValueError: the state belongs to other systems or temperatures.
@@ -271,5 +275,8 @@ class ReplicaLangevin:
         self.energy = state["energy"].to(self.device).clone()
         self.active, self.stopped_at = state["active"].clone(), state["stopped_at"].clone()
         self.step_count = int(state["step_count"])
-        self.generator.set_state(state["generator"])  # a CPU state resumes a CPU run (likewise CUDA)
+        if state.get("generator_device", "cpu") == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:  # moved between CPU and GPU: fresh noise, seeded by the step (not bit-identical to staying)
+            self.generator.manual_seed(self.config.seed + self.step_count)
         self._select()

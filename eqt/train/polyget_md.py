@@ -333,19 +333,39 @@ def run_reference(c: PolyGETMDConfig, log=print) -> tuple[Histograms, list[dict[
     return hist, records
 
 
+def _starting_structures(specs: list[dict[str, Any]], path: Path) -> list:
+    """The starting oligomers, built once (RDKit) and kept in ``path``: a resumed or moved run (e.g. to
+    a GPU machine without RDKit) reads them back."""
+    import ase.io
+
+    if path.exists():
+        systems = ase.io.read(path, ":")
+        names = [a.info.get("name") for a in systems]
+        if names != [s["name"] for s in specs]:
+            raise ValueError(f"{path} holds other starting structures than this config asks for; use a new out_dir")
+        return systems
+    from eqt.data.polymers import build_oligomer
+
+    systems = [build_oligomer(s["family"], s["n_repeat"], seed=s["conformer_seed"]) for s in specs]
+    for a, s in zip(systems, specs):
+        a.info["name"] = s["name"]
+    _atomic_write(path, lambda p: ase.io.write(p, systems, format="extxyz"))
+    return ase.io.read(path, ":")  # what every later invocation sees (extxyz rounds to 1e-8 Å)
+
+
 def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, Any]:
     """The ML trajectories (resumable); returns the per-trajectory records and the histograms.
 
     With ``advance=False`` only the saved state is read (a report of a run in progress elsewhere).
     """
-    from eqt.data.polymers import BondGuard, build_oligomer
+    from eqt.data.polymers import BondGuard
     from eqt.physics.calculator import Calculator
     from eqt.physics.replicas import ReplicaConfig, ReplicaLangevin
 
     out = Path(c.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs = _systems(c)
-    systems = [build_oligomer(s["family"], s["n_repeat"], seed=s["conformer_seed"]) for s in specs]
+    systems = _starting_structures(specs, out / "systems.xyz")
     if not Path(c.model).is_file():
         raise FileNotFoundError(f"model {c.model} not found (train it with `eqt polyget configs/polyget/study.yaml`)")
     calc = Calculator(c.model, device=c.device)

@@ -83,7 +83,7 @@ def test_study_runs_resumes_and_extends(tiny_model, tmp_path):
     b = torch.load(tmp_path / "parts" / "md_state.pt", weights_only=False)
     assert torch.equal(a["md"]["pos"], b["md"]["pos"]) and a["hist"] == b["hist"]
     assert parts["per_group"] == full["per_group"]
-    with pytest.raises(ValueError, match="another set of trajectories"):
+    with pytest.raises(ValueError, match="other starting structures"):
         run_study(_config(tiny_model, tmp_path / "full", trajectories=3), log=lambda *_: None)
 
 
