@@ -19,7 +19,10 @@ squares on the training frames after training (:func:`eqt.train.run.fit_energy_o
     eqt polyget configs/polyget/study.yaml --out runs/polyget
 
 Results: ``results.json`` and ``results.md`` (one table per test set: family, frames, force MAE
-and energy MAE per objective) in ``out_dir``; each run in ``out_dir/<objective>``, resumable.
+and energy MAE per objective) in ``out_dir``; each run in ``out_dir/<objective>``, resumable; a run
+whose ``model.pt`` was exported with the same training config is not touched again (so the two
+objectives can train in two processes, ``--set "objectives=[forces]"`` and
+``"objectives=[energy+forces]"``, and a last call with both writes the joint table).
 """
 
 from __future__ import annotations
@@ -138,6 +141,25 @@ def per_family_errors(model, path: str | Path, indices: np.ndarray | None = None
     return out
 
 
+def _finished(model_path: Path, cfg) -> bool:
+    """True when ``model_path`` was exported by a run with exactly this training config (re-scoring a
+    finished study then does not touch its weights; a changed config, e.g. a longer ``max_time``,
+    resumes training instead)."""
+    from eqt.checkpoint import CheckpointError, load_checkpoint
+
+    if not model_path.exists():
+        return False
+    try:
+        saved = load_checkpoint(model_path)["extra"].get("train_config")
+    except CheckpointError:
+        return False
+
+    def norm(d: Any) -> str:
+        return json.dumps(d, sort_keys=True, default=str)
+
+    return saved is not None and norm(saved) == norm(dataclasses.asdict(cfg))
+
+
 def run_study(c: PolyGETConfig, log=print) -> dict[str, Any]:
     """Split, train each objective (resumable), evaluate per family; writes results.json / results.md."""
     from eqt.checkpoint import load_model
@@ -154,9 +176,13 @@ def run_study(c: PolyGETConfig, log=print) -> dict[str, Any]:
         weights = (0.0, 1.0) if objective == "forces" else (c.energy_weight, 1.0 - c.energy_weight)
         cfg = TrainConfig.from_dict({**c.train, "data": str(seen), "objective": objective, "energy_weight": weights[0],
                                      "forces_weight": weights[1], "out_dir": str(out / name)})
-        log(f"{name}: training ({cfg.max_time or 'no time limit'}, {cfg.max_epochs} epochs max)")
-        res = train(cfg)
-        model = load_model(res["model_path"]).double()
+        model_path = out / name / "model.pt"
+        if _finished(model_path, cfg):
+            log(f"{name}: finished with this config, reusing {model_path}")
+        else:
+            log(f"{name}: training ({cfg.max_time or 'no time limit'}, {cfg.max_epochs} epochs max)")
+            model_path = train(cfg)["model_path"]
+        model = load_model(model_path).double()
         split = load_splits(out / name / "splits.npz")
         tests = {"training families (test split)": (seen, split["test"])}
         if unseen is not None:

@@ -40,6 +40,13 @@ def test_study_runs_both_objectives_on_three_test_sets(polymer_data, tmp_path):
         assert all(v["forces_mae"] > 0 for t in run.values() for v in t.values())
     assert json.loads((tmp_path / "results.json").read_text())["runs"]
     assert "unseen families" in (tmp_path / "results.md").read_text()
+    # a second call re-scores the finished runs without touching their weights
+    stamp = {n: (tmp_path / n / "model.pt").stat().st_mtime_ns for n in ("force-only", "joint")}
+    logs = []
+    again = run_study(c, log=logs.append)
+    assert {n: (tmp_path / n / "model.pt").stat().st_mtime_ns for n in stamp} == stamp
+    assert sum("reusing" in line for line in logs) == 2
+    assert again["runs"] == res["runs"]
 
 
 def test_config_and_data_errors(polymer_data, tmp_path):
