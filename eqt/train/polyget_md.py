@@ -526,7 +526,7 @@ def plot(ml: Histograms, ref: Histograms, path: Path) -> None:
                     continue
                 tot = sum(per.values())
                 ax.plot(x, tot / tot.sum() / (e[1] - e[0]), style, lw=1.0, label=label)
-            ax.set_xlim(*((0.9, 1.7) if kind == "bond" else (85, 130)))
+            ax.set_xlim(*((0.9, 1.7) if kind == "bond" else (85, 150)))
             ax.set_title(f"{g}: {'bond lengths (Å)' if kind == 'bond' else 'angles (°)'}", fontsize=8)
             ax.tick_params(labelsize=7)
             if row == 0 and col == 0:
