@@ -504,8 +504,9 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(ml: Histograms, ref: Histograms, path: Path) -> None:
-    """Pooled bond-length and angle distributions, ML (solid) vs GFN2-xTB (dashed), per family and T."""
+def plot(ml: Histograms, ref: Histograms, path: Path, label: str = "ML") -> None:
+    """Pooled bond-length and angle distributions, ML (solid, ``label``) vs GFN2-xTB (dashed), per
+    family and temperature."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -520,12 +521,12 @@ def plot(ml: Histograms, ref: Histograms, path: Path) -> None:
             ax = axes[row, col]
             e = Histograms.edges(kind)
             x = 0.5 * (e[1:] + e[:-1])
-            for h, style, label in ((ml, "-", "ML (force-only ET)"), (ref, "--", "GFN2-xTB")):
+            for h, style, name in ((ml, "-", label), (ref, "--", "GFN2-xTB")):
                 per = h.counts[g].get(kind, {})
                 if not per:
                     continue
                 tot = sum(per.values())
-                ax.plot(x, tot / tot.sum() / (e[1] - e[0]), style, lw=1.0, label=label)
+                ax.plot(x, tot / tot.sum() / (e[1] - e[0]), style, lw=1.0, label=name)
             ax.set_xlim(*((0.9, 1.7) if kind == "bond" else (85, 150)))
             ax.set_title(f"{g}: {'bond lengths (Å)' if kind == 'bond' else 'angles (°)'}", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -548,7 +549,7 @@ def run_study(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
     res = summarize(c, ml, ref_hist, ref_records)
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     (out / "results.md").write_text(table(res) + "\n")
-    plot(ml["hist"], ref_hist, out / "distributions.png")
+    plot(ml["hist"], ref_hist, out / "distributions.png", label=f"ML ({Path(c.model).parent.name or c.model})")
     return res
 
 
