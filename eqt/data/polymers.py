@@ -475,6 +475,10 @@ class _BlowUp(Exception):
         super().__init__(message)
         self.check, self.message, self.atoms = check, message, tuple(int(i) for i in atoms)
 
+    def failure(self, step: int) -> Failure:
+        """The :class:`Failure` record of this blow-up at MD step ``step``."""
+        return Failure(step=step, check=self.check, message=f"MD step {step}: {self.message}", atoms=self.atoms)
+
 
 class BondGuard:
     """Blow-up checks of one molecule against its starting bond graph.
@@ -543,7 +547,7 @@ class BondGuard:
             if energy is not None and forces is not None:
                 self.labels(energy, forces)
         except _BlowUp as err:
-            return Failure(step=step, check=err.check, message=f"MD step {step}: {err.message}", atoms=err.atoms)
+            return err.failure(step)
         return None
 
     def labels(self, energy: float, forces: np.ndarray) -> None:
@@ -676,7 +680,7 @@ def run_trajectory(atoms: Atoms, temperature_K: float, config: SamplingConfig = 
                     frames.append(_store(frame, res["energy"], res["forces"]))
                     temps.append(float(system.get_temperature()))
         except _BlowUp as err:
-            failure = Failure(step=step, check=err.check, message=f"MD step {step}: {err.message}", atoms=err.atoms)
+            failure = err.failure(step)
             frames = []
     return TrajectoryResult(traj_id=traj_id, temperature_K=float(temperature_K), seed=int(seed),
                             n_atoms=len(atoms), frames=frames, steps_done=step if failure is None else max(step - 1, 0),

@@ -353,6 +353,11 @@ def _starting_structures(specs: list[dict[str, Any]], path: Path) -> list:
     return ase.io.read(path, ":")  # what every later invocation sees (extxyz rounds to 1e-8 Å)
 
 
+def _record(f, c: PolyGETMDConfig) -> dict[str, Any]:
+    """JSON-ready record of a :class:`eqt.data.polymers.Failure`, with the simulated time in ps."""
+    return {**dataclasses.asdict(f), "atoms": list(f.atoms), "time_ps": f.step * c.timestep_fs / 1000.0}
+
+
 def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, Any]:
     """The ML trajectories (resumable); returns the per-trajectory records and the histograms.
 
@@ -388,7 +393,7 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
     for k, g in enumerate(guards):  # starting energies: the reference of the energy-rise check
         f = g.failure(md.positions(k), float(md.energy[k]), md.replica_forces(k), step=0)
         if f is not None:
-            failures[k] = dataclasses.asdict(f)
+            failures[k] = _record(f, c)
             md.stop(k)
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -426,8 +431,7 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
             for k in torch.nonzero(md.active).squeeze(-1).tolist():
                 f = guards[k].failure(md.positions(k), float(md.energy[k]), md.replica_forces(k), step=step)
                 if f is not None:
-                    failures[k] = {**dataclasses.asdict(f), "atoms": list(f.atoms),
-                                   "time_ps": step * c.timestep_fs / 1000.0}
+                    failures[k] = _record(f, c)
                     md.stop(k)
                     log(f"  {specs[k]['name']} failed: {f.message}")
         if step > eq_steps and step % c.sample_every == 0:
