@@ -95,15 +95,26 @@ class EquivariantVectorAttention(nn.Module):
             return nn.functional.silu(x, inplace=True)
         return self.act(x)
 
-    def _filters(self, rbf: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """Radial filters ``D^K (E, F)`` and ``D^V (E, 3F)``: one matmul and one activation."""
+    def _filters(self, rbf: Tensor, values: tuple[bool, bool, bool] = (True, True, True)) -> list[Tensor | None]:
+        """Radial filters ``[D^K, D^V_1, D^V_2, D^V_3]``, each ``(E, F)`` (``None`` where the layer
+        has no such filter or ``values`` says the block is not needed).
+
+        One matmul and one activation per block, not one of ``(E, 4F)`` split afterwards: on edge
+        tensors the split's backward (a concatenation, zeros for unused blocks) costs as much as
+        the activation.
+        """
+        out: list[Tensor | None] = [None, None, None, None]
         if self.filter_proj is None:
-            return None, None
-        out = self._act(self.filter_proj(rbf))
-        if self.distance_influence == "both":
-            dk, dv = out.split(self.filter_sizes, dim=-1)
-            return dk, dv
-        return (out, None) if self.distance_influence == "keys" else (None, out)
+            return out
+        F = self.channels
+        blocks = ([0] if self.distance_influence in ("keys", "both") else []) + (
+            [1 + i for i in range(3) if values[i]] if self.distance_influence in ("values", "both") else [])
+        w, b = self.filter_proj.weight, self.filter_proj.bias
+        offset = 0 if self.distance_influence in ("keys", "both") else -F  # row offset of D^V_1 is F
+        for blk in blocks:
+            rows = slice(blk * F + offset, (blk + 1) * F + offset)
+            out[blk] = self._act(nn.functional.linear(rbf, w[rows], b[rows]))
+        return out
 
     def forward(self, x: Tensor, vec: Tensor | None, edge_index: Tensor, rbf: Tensor, cutoff: Tensor,
                 rhat: Tensor, self_rbf: Tensor | None = None, self_cutoff: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -128,27 +139,31 @@ class EquivariantVectorAttention(nn.Module):
         N, F, H, d = x.shape[0], self.channels, self.num_heads, self.head_dim
         src, dst = edge_index[0], edge_index[1]
         q, k, v = self.qkv_proj(self.layernorm(x)).split([F, F, 3 * F], dim=-1)  # v = [s1 | s2 | s3] (N, 3F)
-        dk, dv = self._filters(rbf)
+        v1, v2, v3 = v.split(F, dim=-1)  # (N, F) each
+        need = (True, vec is not None, True)  # s2 multiplies vec_j: not needed while vec is zero
+        dk, dv1, dv2, dv3 = self._filters(rbf, need)
         inplace = self._inplace()
 
+        def mul(a: Tensor, b: Tensor | None) -> Tensor:  # a * b on a fresh edge temporary
+            if b is None:
+                return a
+            return a.mul_(b) if inplace else a * b
+
         # edge scores (E, H)
-        qk = q.index_select(0, dst) * k.index_select(0, src)  # (E, F)
-        if dk is not None:
-            qk = qk.mul_(dk) if inplace else qk * dk
+        qk = mul(q.index_select(0, dst) * k.index_select(0, src), dk)  # (E, F)
         attn = edge_attention_weights(qk.view(-1, H, d).sum(-1), dst, N, self.attn_activation)  # (E, H)
 
-        # values; the cutoff multiplies all three value blocks (vector_cutoff) or only the scores:
-        # it is folded into the smallest factor of each product (scores, s2, rhat), same result.
-        vj = v.index_select(0, src)  # (E, 3F)
-        if dv is not None:
-            vj = vj.mul_(dv) if inplace else vj * dv
-        s1, s2, s3 = vj.split(F, dim=-1)  # (E, F) each, contiguous column blocks
+        # values s_b = v_b[j] * D^V_b (E, F), gathered per block (no edge-level split); the cutoff
+        # multiplies all three (vector_cutoff) or only the scores: it is folded into the smallest
+        # factor of each product (scores, s2, rhat), same result.
         c = cutoff.unsqueeze(-1)  # (E, 1)
         attn = attn * c
+        s1 = mul(v1.index_select(0, src), dv1)
         y = segment_sum((s1.view(-1, H, d) * attn.unsqueeze(-1)).view(-1, F), dst, N)  # (N, F)
         r = rhat * c if self.vector_cutoff else rhat  # (E, 3)
-        msg = r.unsqueeze(-1) * s3.unsqueeze(1)  # (E, 3, F)
+        msg = r.unsqueeze(-1) * mul(v3.index_select(0, src), dv3).unsqueeze(1)  # (E, 3, F)
         if vec is not None:
+            s2 = mul(v2.index_select(0, src), dv2)
             s2 = s2 * c if self.vector_cutoff else s2
             msg = msg.addcmul_(vec.index_select(0, src), s2.unsqueeze(1))  # in place on a fresh temporary
         w = segment_sum(msg, dst, N)  # (N, 3, F)
@@ -156,14 +171,15 @@ class EquivariantVectorAttention(nn.Module):
         if self_rbf is not None:  # self-loops: d = 0, rhat = 0, per atom
             if not is_elementwise(self.attn_activation):
                 raise ValueError("dense self-loops need an element-wise attention activation, not softmax")
-            dk0, dv0 = self._filters(self_rbf.unsqueeze(0))  # (1, F), (1, 3F)
+            dk0, dv1_0, dv2_0, _ = self._filters(self_rbf.unsqueeze(0), (True, vec is not None, False))  # (1, F)
             qk0 = q * k if dk0 is None else q * k * dk0
             loops = torch.arange(N, device=x.device)  # each atom is its own target
             a0 = edge_attention_weights(qk0.view(N, H, d).sum(-1), loops, N, self.attn_activation) * self_cutoff
-            v0 = v if dv0 is None else v * dv0
-            y = y + (v0[:, :F].view(N, H, d) * a0.unsqueeze(-1)).view(N, F)
+            s1_0 = v1 if dv1_0 is None else v1 * dv1_0
+            y = y + (s1_0.view(N, H, d) * a0.unsqueeze(-1)).view(N, F)
             if vec is not None:
-                s2_0 = v0[:, F:2 * F] * self_cutoff if self.vector_cutoff else v0[:, F:2 * F]
+                s2_0 = v2 if dv2_0 is None else v2 * dv2_0
+                s2_0 = s2_0 * self_cutoff if self.vector_cutoff else s2_0
                 w = w.addcmul_(vec, s2_0.unsqueeze(1))
 
         o1, o2, o3 = self.o_proj(y).split(F, dim=-1)

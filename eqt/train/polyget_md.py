@@ -49,6 +49,7 @@ from eqt.config import Config
 
 __all__ = ["Histograms", "PolyGETMDConfig", "add_arguments", "bond_angle_topology", "run_from_args", "run_study"]
 
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BOND_RANGE = (0.7, 2.2, 0.005)  # Å: low, high, bin width
 ANGLE_RANGE = (40.0, 180.0, 1.0)  # degrees
 
@@ -77,6 +78,9 @@ class PolyGETMDConfig(Config):
             ``max_energy_rise_per_atom``, ``max_force``, ``bond_factor``).
         max_time: wall-clock budget of one invocation of the ML MD, ``"HH:MM:SS"`` (None: none).
         device: where the model runs.
+        dtype: precision of the model evaluation, ``float64`` or ``float32`` (the integrator state
+            is float64 either way). Can change between invocations of a resumed run: each segment
+            is recorded (``precision`` in the results).
         graphed: evaluate through :class:`eqt.physics.graphed.GraphedPotential` (one CUDA graph
             replay per step on a GPU; on the CPU the same fixed-capacity computation runs eagerly).
         seed: seed of velocities and thermostat noise.
@@ -99,6 +103,7 @@ class PolyGETMDConfig(Config):
     thresholds: dict = dataclasses.field(default_factory=dict)
     max_time: str | None = None
     device: str = "cpu"
+    dtype: str = "float64"
     graphed: bool = False
     seed: int = 0
     out_dir: str = "runs/polyget_md"
@@ -121,6 +126,8 @@ class PolyGETMDConfig(Config):
             raise ValueError("PolyGETMDConfig.timestep_fs and length_ps must be > 0")
         if any(not t > 0 for t in self.temperatures):
             raise ValueError(f"PolyGETMDConfig.temperatures must be > 0 K, got {list(self.temperatures)}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"PolyGETMDConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         self.sampling_config()  # unknown threshold keys fail here
         if self.max_time is not None:
             _seconds(self.max_time)
@@ -373,16 +380,15 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
     systems = _starting_structures(specs, out / "systems.xyz")
     if not Path(c.model).is_file():
         raise FileNotFoundError(f"model {c.model} not found (train it with `eqt polyget configs/polyget/study.yaml`)")
-    calc = Calculator(c.model, device=c.device)
+    calc = Calculator(c.model, device=c.device, dtype=_DTYPES[c.dtype])
     for s, a in zip(specs, systems):
         try:
             calc.check_elements(a.numbers)
         except ValueError as err:
             raise ValueError(f"{s['name']}: {err}") from None
-    dtype = next(calc.model.parameters()).dtype
     md = ReplicaLangevin(calc.potential, systems, [s["temperature_K"] for s in specs],
                          ReplicaConfig(timestep_fs=c.timestep_fs, friction_per_fs=c.friction_per_fs, seed=c.seed),
-                         dtype=dtype, device=c.device, graphed=c.graphed)
+                         dtype=_DTYPES[c.dtype], device=c.device, graphed=c.graphed)
     scfg = c.sampling_config()
     guards = [BondGuard(a, scfg) for a in systems]
     topos = [bond_angle_topology(a) for a in systems]
@@ -390,6 +396,7 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
     failures: dict[int, dict[str, Any]] = {}
     state_path = out / "md_state.pt"
     run_seconds = 0.0
+    precision = [[0, c.dtype]]  # [first step, dtype] of each segment of the run
     for k, g in enumerate(guards):  # starting energies: the reference of the energy-rise check
         f = g.failure(md.positions(k), float(md.energy[k]), md.replica_forces(k), step=0)
         if f is not None:
@@ -405,11 +412,15 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
         hist = Histograms.from_dict(state["hist"])
         failures = {int(k): v for k, v in state["failures"].items()}
         run_seconds = float(state["seconds"])
+        precision = state.get("precision", [[0, "float64"]])  # runs saved before the option: float64
+        if precision[-1][1] != c.dtype:
+            precision.append([md.step_count, c.dtype])
         log(f"resumed at step {md.step_count} ({len(failures)} failed)")
 
     def save() -> None:
         payload = {"specs": specs, "md": md.state_dict(), "energy0": [g.energy0 for g in guards],
-                   "hist": hist.to_dict(), "failures": failures, "seconds": run_seconds}
+                   "hist": hist.to_dict(), "failures": failures, "seconds": run_seconds,
+                   "precision": precision}
         _atomic_write(state_path, lambda p: torch.save(payload, p))
 
     total = c.steps(c.length_ps)
@@ -459,7 +470,7 @@ def run_ml_md(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
                         "time_ps": steps_done * c.timestep_fs / 1000.0, "failure": failures.get(k)})
     return {"records": records, "hist": hist, "steps_done": md.step_count, "steps_total": total,
             "stopped_by_max_time": stopped_early, "seconds": run_seconds, "steps_per_s": steps_per_s,
-            "atoms": int(sum(len(a) for a in systems))}
+            "atoms": int(sum(len(a) for a in systems)), "precision": precision}
 
 
 def summarize(c: PolyGETMDConfig, ml: dict[str, Any], ref_hist: Histograms,
@@ -480,7 +491,8 @@ def summarize(c: PolyGETMDConfig, ml: dict[str, Any], ref_hist: Histograms,
     return {"config": c.to_dict(), "trajectories": ml["records"], "per_group": rows,
             "steps_done": ml["steps_done"], "steps_total": ml["steps_total"],
             "stopped_by_max_time": ml["stopped_by_max_time"], "md_seconds": ml["seconds"],
-            "steps_per_s": ml["steps_per_s"], "atoms": ml["atoms"], "reference": ref_records,
+            "steps_per_s": ml["steps_per_s"], "atoms": ml["atoms"], "precision": ml["precision"],
+            "reference": ref_records,
             "distributions": compare(ml["hist"], ref_hist)}
 
 
@@ -490,7 +502,8 @@ def table(res: dict[str, Any]) -> str:
     lines = [f"ML MD: {res['steps_done']:,} of {res['steps_total']:,} steps of {c['timestep_fs']} fs "
              f"({res['steps_done'] * c['timestep_fs'] / 1000:.2f} ps) on {len(res['trajectories'])} trajectories "
              f"({res['atoms']} atoms in one batch), {res['md_seconds']:.0f} s, {res['steps_per_s']:.2f} steps/s"
-             + (" (stopped by max_time)" if res["stopped_by_max_time"] else ""), "",
+             + (" (stopped by max_time)" if res["stopped_by_max_time"] else "")
+             + "; model evaluated in " + ", ".join(f"{d} from step {s:,}" for s, d in res.get("precision", [])), "",
              "| family @ T | trajectories | failures | checks failed | simulated (ps, total) | shortest (ps) |",
              "|---|---|---|---|---|---|"]
     for key, r in sorted(res["per_group"].items()):

@@ -87,6 +87,20 @@ def test_study_runs_resumes_and_extends(tiny_model, tmp_path):
         run_study(_config(tiny_model, tmp_path / "full", trajectories=3), log=lambda *_: None)
 
 
+def test_precision_can_change_on_resume_and_is_recorded(tiny_model, tmp_path):
+    pytest.importorskip("rdkit", reason="building oligomers needs RDKit: pip install rdkit")
+    f64 = run_study(_config(tiny_model, tmp_path / "f64"), log=lambda *_: None)
+    assert f64["precision"] == [[0, "float64"]]
+    run_study(_config(tiny_model, tmp_path / "mixed", length_ps=0.006), log=lambda *_: None)
+    mixed = run_study(_config(tiny_model, tmp_path / "mixed", dtype="float32"), log=lambda *_: None)
+    assert mixed["precision"] == [[0, "float64"], [6, "float32"]]
+    assert "float64 from step 0, float32 from step 6" in (tmp_path / "mixed" / "results.md").read_text()
+    a = torch.load(tmp_path / "f64" / "md_state.pt", weights_only=False)["md"]["pos"]
+    b = torch.load(tmp_path / "mixed" / "md_state.pt", weights_only=False)["md"]["pos"]
+    assert a.dtype == b.dtype == torch.float64  # the integrator state stays float64
+    assert not torch.equal(a, b) and (a - b).abs().max() < 1e-4  # the same trajectory to float32 precision
+
+
 def test_blown_up_trajectories_are_failures_not_crashes(tiny_model, tmp_path):
     pytest.importorskip("rdkit", reason="building oligomers needs RDKit: pip install rdkit")
     # a threshold every structure fails: each trajectory is recorded as failed at its first check
@@ -116,6 +130,8 @@ def test_config_errors(tiny_model, tmp_path):
         _config(tiny_model, tmp_path, max_time="soon")
     with pytest.raises(ValueError, match="trajectories must be an integer"):
         _config(tiny_model, tmp_path, trajectories=0)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        _config(tiny_model, tmp_path, dtype="float16")
     with pytest.raises(ValueError, match="did you mean"):
         PolyGETMDConfig.from_dict({"trajectory": 3})
     with pytest.raises(FileNotFoundError, match="not found"):
