@@ -47,7 +47,8 @@ import torch
 
 from eqt.config import Config
 
-__all__ = ["Histograms", "PolyGETMDConfig", "add_arguments", "bond_angle_topology", "run_from_args", "run_study"]
+__all__ = ["Histograms", "PolyGETMDConfig", "add_arguments", "bond_angle_topology", "plot_survival", "run_from_args",
+           "run_study", "survival"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BOND_RANGE = (0.7, 2.2, 0.005)  # Å: low, high, bin width
@@ -554,6 +555,63 @@ def plot(ml: Histograms, ref: Histograms, path: Path, label: str = "ML") -> None
     plt.close(fig)
 
 
+def survival(records: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Survival of trajectories (each followed to its end or its failure, so no censoring before the end).
+
+    Args:
+        records: the per-trajectory records (``results.json`` ``trajectories``).
+
+    Returns:
+        per ``family@T`` (and ``all@T``): failure times ``(k,)`` ps in increasing order, the fraction
+        still running after each ``(k,)``, and the time all running ones reached (ps).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        for key in (f"{r['family']}@{r['temperature_K']:g}K", f"all@{r['temperature_K']:g}K"):
+            groups.setdefault(key, []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        times = np.sort([r["failure"]["time_ps"] for r in rs if r["failure"] is not None])
+        alive = 1.0 - np.arange(1, len(times) + 1) / len(rs)
+        end = max((r["time_ps"] for r in rs if r["failure"] is None), default=float(times[-1]) if len(times) else 0.0)
+        out[key] = (times, alive, end)
+    return out
+
+
+def plot_survival(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Fraction of trajectories still running vs simulated time, one panel per temperature, one colour
+    per run (``runs``: label -> records), a thin line per family and a thick one for all of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {label: survival(recs) for label, recs in runs.items()}
+    temps = sorted({k.split("@")[1] for c in curves.values() for k in c}, key=lambda t: float(t[:-1]))
+    fig, axes = plt.subplots(1, len(temps), figsize=(4.2 * len(temps), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], temps):
+        for i, (label, c) in enumerate(curves.items()):
+            for key, (times, alive, end) in sorted(c.items()):
+                if not key.endswith("@" + t):
+                    continue
+                fam = key.split("@")[0]
+                prev = np.concatenate([[1.0], alive])[:-1]  # a step down at each failure time
+                x = np.concatenate([[0.0], np.repeat(times, 2), [max(end, times[-1] if len(times) else 0.0)]])
+                y = np.concatenate([[1.0], np.column_stack([prev, alive]).ravel(), [alive[-1] if len(alive) else 1.0]])
+                families = sorted({k.split("@")[0] for k in c} - {"all"})
+                ls = "-" if fam == "all" else (":", "--", "-.", (0, (1, 3)))[families.index(fam) % 4]
+                ax.plot(x, y, color=f"C{i}", lw=2.0 if fam == "all" else 0.9, ls=ls, label=f"{label}: {fam}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("simulated time (ps)", fontsize=8)
+        ax.set_ylabel("fraction running", fontsize=8)
+        ax.set_title(t, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def run_study(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, Any]:
     """ML MD (resumable), reference MD (cached), comparison; writes results.json / .md and the figure.
 
@@ -566,7 +624,9 @@ def run_study(c: PolyGETMDConfig, log=print, advance: bool = True) -> dict[str, 
     res = summarize(c, ml, ref_hist, ref_records)
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     (out / "results.md").write_text(table(res) + "\n")
-    plot(ml["hist"], ref_hist, out / "distributions.png", label=f"ML ({Path(c.model).parent.name or c.model})")
+    label = f"ML ({Path(c.model).parent.name or c.model})"
+    plot(ml["hist"], ref_hist, out / "distributions.png", label=label)
+    plot_survival({label: ml["records"]}, out / "survival.png")
     return res
 
 

@@ -11,7 +11,9 @@ from eqt.train.polyget_md import (
     PolyGETMDConfig,
     bond_angle_topology,
     compare,
+    plot_survival,
     run_study,
+    survival,
     wasserstein1,
 )
 
@@ -29,6 +31,21 @@ def test_wasserstein_of_shifted_histograms_is_the_shift():
     assert row["mean_ref"] - row["mean_ml"] == pytest.approx(0.1, abs=1e-9)
     back = Histograms.from_dict(json.loads(json.dumps(h.to_dict())))
     assert np.array_equal(back.counts["g"]["bond"]["C-H"], a)
+
+
+def test_survival_curves(tmp_path):
+    def rec(fam, t, time_ps, failed):
+        return {"family": fam, "temperature_K": t, "time_ps": time_ps,
+                "failure": {"time_ps": time_ps, "check": "bond_broken"} if failed else None}
+
+    records = [rec("PVA", 500.0, 3.0, True), rec("PVA", 500.0, 10.0, False), rec("PLA", 500.0, 1.0, True),
+               rec("PLA", 500.0, 10.0, False), rec("PVA", 300.0, 10.0, False)]
+    s = survival(records)
+    times, alive, end = s["all@500K"]
+    assert times.tolist() == [1.0, 3.0] and alive.tolist() == [0.75, 0.5] and end == 10.0
+    assert s["PVA@500K"][1].tolist() == [0.5] and len(s["PVA@300K"][0]) == 0 and s["PVA@300K"][2] == 10.0
+    plot_survival({"a": records, "b": records[:2]}, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
 
 
 def test_topology_of_an_oligomer():
@@ -120,7 +137,7 @@ def test_reference_md_gives_distributions(tiny_model, tmp_path):
     assert set(rows) == {"C-C", "C-H"}
     assert 1.45 < rows["C-C"]["mean_ref"] < 1.60 and rows["C-C"]["n_ref"] > 0
     assert (tmp_path / "reference" / "PE-n3-T300.xyz").exists()
-    assert (tmp_path / "distributions.png").exists()
+    assert (tmp_path / "distributions.png").exists() and (tmp_path / "survival.png").exists()
 
 
 def test_config_errors(tiny_model, tmp_path):
