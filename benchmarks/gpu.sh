@@ -11,9 +11,10 @@
 #   .gpu/ref/           reference work trees: equiformer, gatr, shims, stubs, deps_e3nn044
 #   .gpu/models/        eqt checkpoints for the MD timing (run 1's model_et.pt, model_equiformer.pt) and
 #                       one aspirin frame (aspirin.xyz)
-#   .gpu/polyget_md/    (part polymd) the force-only PolyGET model.pt and the study's systems.xyz (starting
-#                       structures, no RDKit needed there: `eqt polyget-md configs/polyget/md.yaml --stage md
-#                       --set length_ps=0.001 --out /tmp/pmd` writes them); md_state.pt too, to continue
+#   .gpu/polyget_md/    (part polymd) the PolyGET models (force-only model.pt, joint joint.pt) and the study's
+#                       systems.xyz (starting structures, no RDKit needed there: `eqt polyget-md
+#                       configs/polyget/md.yaml --stage md --set length_ps=0.001 --out /tmp/pmd` writes
+#                       them); md_state_model.pt / md_state_joint.pt too, to continue a run
 #   .gpu/tmd/           torchmd-net 3.1.0's package with its Warp neighbour op swapped for a torch one
 #                       (warp-lang is 392 MB and cannot travel; same contract, same energies on CPU)
 # Each step has its own time limit; all logs go to OUT_DIR/all.log (plus the JSON results and the two
@@ -68,9 +69,15 @@ want md && step md_speed_equiformer 120 python3 benchmarks/bench_md_speed.py .gp
     --device cuda --atoms 302 1001 --structure .gpu/models/aspirin.xyz --calls 10 --steps 50 \
     --json "$OUT/md_speed_equiformer.json"
 if want polymd; then  # PolyGET MD robustness on the GPU: batched replicas, one CUDA graph replay per step
-    mkdir -p "$OUT/polyget_md" && cp .gpu/polyget_md/systems.xyz .gpu/polyget_md/md_state.pt "$OUT/polyget_md/" 2>/dev/null
-    step polyget_md 480 python3 -m eqt.cli polyget-md configs/polyget/md.yaml --stage md --set device=cuda \
-        --set graphed=true --set model=.gpu/polyget_md/model.pt --set "out_dir=$OUT/polyget_md" --set max_time=00:07:00
+    # both models (force-only model.pt, joint joint.pt), 20 trajectories each (300 + 500 K in one batch),
+    # up to 100 ps; each bounded by max_time, resumable from the md_state.pt that comes back
+    for m in model joint; do
+        mkdir -p "$OUT/polyget_md_$m" && cp .gpu/polyget_md/systems.xyz "$OUT/polyget_md_$m/"
+        cp .gpu/polyget_md/md_state_$m.pt "$OUT/polyget_md_$m/md_state.pt" 2>/dev/null
+        step polyget_md_$m 260 python3 -m eqt.cli polyget-md configs/polyget/md.yaml --stage md --set device=cuda \
+            --set graphed=true --set model=.gpu/polyget_md/$m.pt --set "out_dir=$OUT/polyget_md_$m" \
+            --set length_ps=100 --set max_time=00:03:45
+    done
 fi
 want train || { echo "== done"; exit 0; }
 # training: both at once on the one GPU, the same wall-clock budget
