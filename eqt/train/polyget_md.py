@@ -563,7 +563,8 @@ def survival(records: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.nd
 
     Returns:
         per ``family@T`` (and ``all@T``): failure times ``(k,)`` ps in increasing order, the fraction
-        still running after each ``(k,)``, and the time all running ones reached (ps).
+        still running after each ``(k,)``, and the end of the curve (ps): the time the surviving
+        trajectories reached, or the last failure when none survived.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -591,14 +592,14 @@ def plot_survival(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(temps), figsize=(4.2 * len(temps), 3.0), squeeze=False)
     for ax, t in zip(axes[0], temps):
         for i, (label, c) in enumerate(curves.items()):
+            families = sorted({k.split("@")[0] for k in c} - {"all"})
             for key, (times, alive, end) in sorted(c.items()):
                 if not key.endswith("@" + t):
                     continue
                 fam = key.split("@")[0]
                 prev = np.concatenate([[1.0], alive])[:-1]  # a step down at each failure time
-                x = np.concatenate([[0.0], np.repeat(times, 2), [max(end, times[-1] if len(times) else 0.0)]])
+                x = np.concatenate([[0.0], np.repeat(times, 2), [end]])
                 y = np.concatenate([[1.0], np.column_stack([prev, alive]).ravel(), [alive[-1] if len(alive) else 1.0]])
-                families = sorted({k.split("@")[0] for k in c} - {"all"})
                 ls = "-" if fam == "all" else (":", "--", "-.", (0, (1, 3)))[families.index(fam) % 4]
                 ax.plot(x, y, color=f"C{i}", lw=2.0 if fam == "all" else 0.9, ls=ls, label=f"{label}: {fam}")
         ax.set_ylim(-0.02, 1.02)

@@ -38,7 +38,9 @@ def _aspirin(shared_data, frames: int):
     return z, pos, batch
 
 
-@pytest.mark.parametrize("overrides", [{}, {"vector_cutoff": False}])
+# keys / values: the per-block radial filters read the right rows of filter_proj for each layout
+@pytest.mark.parametrize("overrides", [{}, {"vector_cutoff": False}, {"distance_influence": "keys"},
+                                       {"distance_influence": "values"}])
 def test_energies_and_forces_match_torchmdnet(shared_data, overrides):
     ref = _reference(**overrides)
     ours = Potential(from_torchmdnet(ref))
