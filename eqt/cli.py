@@ -132,6 +132,17 @@ def _runs(module: str):
     return handler
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is a usage error, not a crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _write_atoms(path: str, frames) -> None:
     import os
 
@@ -149,7 +160,11 @@ def _dtype(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import eqt
+
     p = argparse.ArgumentParser(prog="eqt", description="Equivariant transformer potentials: train, test, MD, data.")
+    p.add_argument("--version", action="version", version=f"eqt {eqt.__version__}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a potential from a YAML config (resumes a killed run)")
@@ -232,23 +247,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are a user's mistake (bad file, config, structure) or an unstable run."""
     from eqt.checkpoint import CheckpointError
 
-    user_errors: tuple[type[BaseException], ...] = (ValueError, CheckpointError, FileNotFoundError, ImportError)
+    errors: tuple[type[BaseException], ...] = (ValueError, CheckpointError, FileNotFoundError, ImportError)
     try:
         from eqt.physics.md import MDInstabilityError
 
-        user_errors += (MDInstabilityError,)
-    except ImportError:
+        errors += (MDInstabilityError,)
+    except ImportError:  # pragma: no cover - ase missing
         pass
+    return errors
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _os_error(err: OSError) -> str:
+    """One line for an operating-system error: what failed, and where."""
+    from eqt.files import is_disk_full
+
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    if is_disk_full(err):
+        return f"no space left on the device{where}; free some space and rerun the same command to resume"
+    return f"{err.strerror or _first_line(err)}{where}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    0: done. 2: an error, reported as one line on stderr (``--debug`` shows the traceback).
+    130: interrupted (Ctrl-C); what was written so far is kept, and rerunning the same command
+    resumes where that command supports it.
+    """
+    import os
+    import traceback
+
+    args = build_parser().parse_args(argv)
+    debug = bool(args.debug or os.environ.get("EQT_DEBUG"))
+    errors = _user_errors()
     try:
         args.func(args)
-    except user_errors as err:
-        print(f"eqt: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"eqt: interrupted; what was written so far is kept; {_RESUME.get(args.command, 'rerun to start again')}",
+              file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as err:  # noqa: BLE001 - the one place that turns errors into messages
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, errors):
+            text = _first_line(err)
+        elif isinstance(err, OSError):
+            text = _os_error(err)
+        else:  # a bug of eqt or a library: still one line, with the way to see more
+            text = f"internal error: {type(err).__name__}: {_first_line(err)} (rerun with --debug for the traceback)"
+        print(f"eqt: error: {text}", file=sys.stderr)
         return 2
     return 0
+
+
+#: What Ctrl-C tells the user, per command.
+_RESUME = {"train": "rerun the same command to resume from the last checkpoint",
+           "md": "rerun the same command to resume the trajectory",
+           "data": "rerun the same command to resume (frames already written are kept)",
+           "test": "rerun to evaluate again"}
 
 
 if __name__ == "__main__":
