@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,24 @@ class OutputError(ValueError):
     """An output path cannot be written, would overwrite work, or belongs to another run."""
 
 
-def _writable_dir(folder: Path, what: str) -> None:
-    """Raise :class:`OutputError` unless ``folder`` exists (or can be made) and is writable."""
+def _writable_dir(folder: Path, what: str, named: Path | None = None) -> None:
+    """Raise :class:`OutputError` unless ``folder`` exists (or can be made) and is writable.
+
+    The message names ``named`` (the file to be written; default ``folder``).
+    """
+    name = named if named is not None else folder
     probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise OutputError(f"{what} {folder}: {probe} is a file, not a folder")
+        raise OutputError(f"{what} {name}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {folder}: folder {probe} is not writable")
+        raise OutputError(f"{what} {name}: folder {probe} is not writable")
+    try:  # os.access says yes to root everywhere: try for real (the file vanishes on close)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise OutputError(f"{what} {name}: folder {probe} is not writable ({err.strerror})") from None
 
 
 def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
@@ -84,7 +93,7 @@ def check_output(path: str | os.PathLike, force: bool = False, what: str = "outp
         raise OutputError(f"{what} {path} is a folder, not a file")
     if path.exists() and not force:
         raise OutputError(f"{what} {path} exists; pass --force to overwrite it")
-    _writable_dir(path.parent if str(path.parent) else Path("."), what)
+    _writable_dir(path.parent, what, named=path)
     return path
 
 
@@ -153,6 +162,9 @@ class RunLock:
                 if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(int(owner["pid"]))):
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()  # stale: its process is gone
+                    gone = f"process {owner['pid']}" if owner else "a process"
+                    print(f"eqt: note: {self.folder} was locked by {gone}, which no longer runs; taking it over",
+                          file=sys.stderr)
                     continue
                 raise OutputError(f"{self.folder} is in use by another {self.command} (pid {owner.get('pid')} on "
                                   f"{owner.get('host')}); wait for it, or remove {self.path} if that process "

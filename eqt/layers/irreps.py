@@ -303,23 +303,26 @@ class Gate(nn.Module):
         self.register_buffer("gate_index", torch.tensor(index, dtype=torch.long), persistent=False)
         # blocks: rep_in is [0e slot = scalars + gates] + the gated slots (simplify merges the two 0e parts)
         self._gated_muls = [mul for mul, _ in gated]
+        # unit-second-moment constants of SiLU and sigmoid (exact quadrature; the reference's e3nn
+        # Monte-Carlo estimates can be set instead, see EquiformerConfig.activation_norm)
+        self.c_scalar, self.c_gate = _C_SILU, _C_SIGMOID
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x ``(..., rep_in.dim)``. Returns: ``(..., rep_out.dim)``."""
         if not self.n_gates:
-            return F.silu(x) * _C_SILU
+            return F.silu(x) * self.c_scalar
         s, g, v = x.split([self.n_scalars, self.n_gates, x.shape[-1] - self.n_scalars - self.n_gates], dim=-1)
-        s = F.silu(s) * _C_SILU
-        v = v * (torch.sigmoid(g) * _C_SIGMOID).index_select(-1, self.gate_index)
+        s = F.silu(s) * self.c_scalar
+        v = v * (torch.sigmoid(g) * self.c_gate).index_select(-1, self.gate_index)
         return torch.cat([s, v], dim=-1)
 
     def forward_blocks(self, blocks: list[Tensor]) -> list[Tensor]:
         """The same map on per-slot blocks: ``(n, 2l + 1, mul)`` per slot of ``rep_in`` -> of ``rep_out``."""
         if not self.n_gates:
-            return [F.silu(b) * _C_SILU for b in blocks]
+            return [F.silu(b) * self.c_scalar for b in blocks]
         s, g = blocks[0].split([self.n_scalars, self.n_gates], dim=-1)  # (n, 1, .)
-        g = torch.sigmoid(g) * _C_SIGMOID
-        out = [F.silu(s) * _C_SILU] if self.n_scalars else []
+        g = torch.sigmoid(g) * self.c_gate
+        out = [F.silu(s) * self.c_scalar] if self.n_scalars else []
         for v, gk in zip(blocks[1:], g.split(self._gated_muls, dim=-1)):
             out.append(v * gk)  # (n, 2l+1, mul) * (n, 1, mul)
         return out
@@ -806,6 +809,7 @@ class EquivariantGraphAttention(nn.Module):
         self.value_proj = IrrepsLinear(self.value_dtp.rep_out, node)
         self.proj = IrrepsLinear(node, self.rep_out)
         self.alpha_dropout = nn.Dropout(alpha_drop) if alpha_drop > 0 else None
+        self.c_alpha = _C_SLRELU  # unit-second-moment constant of the logits' activation (see Gate.c_scalar)
 
     def forward(self, x: Tensor, edge_index: Tensor, sh: Tensor, rbf: Tensor,
                 edge_weight: Tensor | None = None) -> Tensor:
@@ -823,7 +827,7 @@ class EquivariantGraphAttention(nn.Module):
         m = self.dtp.forward_parts(m, sh, w, channel_order=True)  # dtp.rep_out slots, as parts
 
         a = self.alpha_linear.forward_blocks(m)[0]  # (E, 1, n_alpha)
-        logits = smooth_leaky_relu(a.view(e, h, self.alpha_dot.shape[1])) * _C_SLRELU  # (E, H, C)
+        logits = smooth_leaky_relu(a.view(e, h, self.alpha_dot.shape[1])) * self.c_alpha  # (E, H, C)
         logits = (logits * self.alpha_dot).sum(-1)  # (E, H)
         alpha = segment_softmax(logits, dst, n)  # (E, H)
         if edge_weight is not None:

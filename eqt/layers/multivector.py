@@ -157,34 +157,39 @@ class EquiLayerNorm(nn.Module):
     Args:
         algebra: the Clifford algebra.
         s_channels: scalar channels (0 for none).
-        eps: added to the mean squared norm.
+        eps: added to the mean squared norm (or, with ``clamp``, its lower bound).
+        clamp: divide by ``sqrt(max(mean_c ||mv_c||^2, eps))`` instead, as the reference GATr does
+            (its ``equi_layer_norm``, with ``eps=0.01``).
     """
 
-    def __init__(self, algebra: Algebra, s_channels: int = 0, eps: float = 1e-6):
+    def __init__(self, algebra: Algebra, s_channels: int = 0, eps: float = 1e-6, clamp: bool = False):
         super().__init__()
-        self.algebra, self.eps = algebra, eps
+        self.algebra, self.eps, self.clamp = algebra, eps, clamp
         self.s_norm = nn.LayerNorm(s_channels) if s_channels else None
 
     def forward(self, mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Args: mv ``(..., C, dim)``, s ``(..., C_s)``. Returns: the same shapes."""
-        sq = squared_norm(self.algebra, mv, absolute=True)  # (..., C, 1)
-        mv = mv / torch.sqrt(sq.mean(dim=-2, keepdim=True) + self.eps)
+        sq = squared_norm(self.algebra, mv, absolute=True).mean(dim=-2, keepdim=True)  # (..., 1, 1)
+        mv = mv / torch.sqrt(sq.clamp(min=self.eps) if self.clamp else sq + self.eps)
         return mv, (self.s_norm(s) if self.s_norm is not None else s)
 
 
-def scalar_gated_gelu(mv: Tensor, s: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+def scalar_gated_gelu(mv: Tensor, s: Tensor | None = None,
+                      scalar_approximate: str = "tanh") -> tuple[Tensor, Tensor | None]:
     """GATr's nonlinearity: each multivector times ``GELU`` of its own scalar blade; scalars get GELU.
 
-    Equivariant because the scalar blade is invariant.
+    Equivariant because the scalar blade is invariant. The gate is the tanh GELU (as GATr).
 
     Args:
         mv: ``(..., C, dim)``; s: ``(..., C_s)`` or None.
+        scalar_approximate: GELU of the scalar channels: ``"tanh"`` (default) or ``"none"`` (the exact
+            erf GELU, which the reference GATr applies to its scalar channels).
 
     Returns:
         The same shapes.
     """
     gate = nn.functional.gelu(mv[..., :1], approximate="tanh")
-    return mv * gate, (nn.functional.gelu(s, approximate="tanh") if s is not None else None)
+    return mv * gate, (nn.functional.gelu(s, approximate=scalar_approximate) if s is not None else None)
 
 
 class GeometricBilinear(nn.Module):
@@ -235,22 +240,30 @@ class MultivectorMLP(nn.Module):
         hidden: channels per bilinear product.
         use_join: add the join half of the bilinear (projective algebras).
         subgroup, proper: the symmetry group of the linear maps.
+        mid_mv, mid_s: channels between the bilinear and the last linear map (default: ``mv_channels``,
+            ``s_channels``; the reference GATr block uses twice those).
+        scalar_gelu: GELU of the scalar channels, ``"tanh"`` or ``"none"`` (exact; the reference's).
     """
 
     def __init__(self, algebra: Algebra, mv_channels: int, s_channels: int, hidden: int, use_join: bool = False,
-                 subgroup: str = "pin", proper: bool = False):
+                 subgroup: str = "pin", proper: bool = False, mid_mv: int | None = None, mid_s: int | None = None,
+                 scalar_gelu: str = "tanh"):
         super().__init__()
         self.rep_in = self.rep_out = (mv_channels, s_channels)
-        self.bilinear = GeometricBilinear(algebra, mv_channels, mv_channels, hidden, s_channels, s_channels,
+        mid_mv = mv_channels if mid_mv is None else mid_mv
+        mid_s = s_channels if mid_s is None else mid_s
+        self.scalar_gelu = scalar_gelu
+        self.bilinear = GeometricBilinear(algebra, mv_channels, mid_mv, hidden, s_channels, mid_s,
                                           use_join=use_join, subgroup=subgroup, proper=proper)
-        self.linear = EquiLinear(algebra, mv_channels, mv_channels, s_channels, s_channels, subgroup, proper)
+        self.linear = EquiLinear(algebra, mid_mv, mv_channels, mid_s, s_channels, subgroup, proper)
 
     def forward(self, mv: Tensor, s: Tensor | None = None, reference: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Args: mv ``(..., C, dim)``, s ``(..., C_s)``, reference ``(..., dim)`` (for the join).
 
         Returns: the same shapes.
         """
-        return self.linear(*scalar_gated_gelu(*self.bilinear(mv, s, reference=reference)))
+        return self.linear(*scalar_gated_gelu(*self.bilinear(mv, s, reference=reference),
+                                              scalar_approximate=self.scalar_gelu))
 
 
 class MultivectorAttention(nn.Module):

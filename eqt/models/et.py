@@ -52,6 +52,35 @@ class ETConfig(Config):
     neighbor_embedding: bool = True
     vector_cutoff: bool = True
 
+    def __post_init__(self) -> None:
+        import math
+
+        from eqt.layers.vector_attention import DISTANCE_INFLUENCE
+        from eqt.primitives.activations import ACTIVATIONS
+
+        for name in ("hidden_channels", "num_layers", "num_heads", "num_rbf", "max_z"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "num_layers" else 1):
+                raise ValueError(f"ETConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_channels % self.num_heads:
+            raise ValueError(f"ETConfig.hidden_channels ({self.hidden_channels}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+        for name in ("cutoff_lower", "cutoff_upper"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"ETConfig.{name} must be a finite number, got {value!r}")
+        if not 0 <= self.cutoff_lower < self.cutoff_upper:
+            raise ValueError(f"ETConfig needs 0 <= cutoff_lower < cutoff_upper, got {self.cutoff_lower} and "
+                             f"{self.cutoff_upper}")
+        choices = {"rbf_type": ("expnorm", "gauss"), "activation": tuple(ACTIVATIONS),
+                   "attn_activation": (*ACTIVATIONS, "softmax", "none"), "distance_influence": DISTANCE_INFLUENCE}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ETConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("trainable_rbf", "neighbor_embedding", "vector_cutoff"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ETConfig.{name} must be true or false, got {getattr(self, name)!r}")
+
 
 class ET(EnergyModel):
     """Equivariant Transformer potential.

@@ -26,11 +26,40 @@ from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from eqt.checkpoint import load_checkpoint, load_model
+from eqt.checkpoint import load_checkpoint, load_energy_model
 from eqt.models.base import EnergyModel
 from eqt.physics.potential import Potential
 
-__all__ = ["Calculator"]
+__all__ = ["Calculator", "check_device"]
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device named by ``device``, refused with one line when this machine lacks it.
+
+    Checked before any model is loaded, so ``--device cuda`` on a machine without CUDA (or a typo
+    such as ``gpu0``) is a message, not an assertion deep inside ``torch``.
+
+    Raises:
+        ValueError: not a device name torch knows; CUDA asked for but unavailable (CPU-only
+            build, no driver or no GPU); a CUDA index beyond the visible GPUs; MPS unavailable.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, " \
+                                                                          f"but no GPU or driver is usable"
+            raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine "
+                             f"(torch {torch.__version__}, {build}); use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r}: MPS is not available on this machine (torch {torch.__version__})")
+    return dev
 
 
 def _symbol(z: int) -> str:
@@ -43,9 +72,11 @@ class Calculator(_AseCalculator):
 
     Args:
         model_or_path: an :class:`~eqt.models.base.EnergyModel`, or the path of a checkpoint
-            written by :func:`eqt.checkpoint.save_checkpoint`. A model passed in is moved to
+            written by :func:`eqt.checkpoint.save_checkpoint` (a checkpoint of another kind of
+            model, e.g. GATr, raises :class:`~eqt.checkpoint.CheckpointError`). A model passed in is moved to
             ``device``/``dtype`` and set to eval mode in place (``nn.Module.to`` semantics).
-        device: torch device the model runs on.
+        device: torch device the model runs on (checked by :func:`check_device`: ``ValueError``
+            when this machine lacks it).
         dtype: floating dtype of the computation (``torch.float64`` or ``torch.float32``);
             results are returned as float64 numpy arrays either way.
         graphed: compute through :class:`eqt.physics.graphed.GraphedPotential` (non-periodic atoms
@@ -81,11 +112,13 @@ class Calculator(_AseCalculator):
         self._graph_numbers: np.ndarray | None = None
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"Calculator: dtype must be torch.float64 or torch.float32, got {dtype}")
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype = check_device(device), dtype
         self.elements: list[int] | None = None
         if isinstance(model_or_path, (str, os.PathLike)):
-            extra = load_checkpoint(model_or_path).get("extra") or {}
-            model = load_model(model_or_path)
+            payload = load_checkpoint(model_or_path)
+            extra = payload.get("extra") or {}
+            model = load_energy_model(model_or_path, user="the ASE calculator (eqt md)",
+                                      payload=payload)
             if "elements" in extra:
                 try:
                     self.elements = sorted({int(z) for z in extra["elements"]})

@@ -4,6 +4,12 @@ Forces are ``F = -dE/dpos``. Stress follows from a symmetric strain ``eps`` appl
 and cell (``pos -> pos (1 + eps)``, ``cell -> cell (1 + eps)``): ``sigma = (1/V) dE/d eps`` in eV/Å³,
 ASE's sign convention (positive under tension). One wrapper serves every potential of eqt, the
 ASE calculator and MD.
+
+Inputs: numpy arrays and Python lists are accepted and converted (``z`` to int64, ``pos``/``cell``
+to the model's floating dtype, on the model's device); tensors of another floating dtype are cast to
+the model's dtype (float64 positions into a float32 model are rounded, as the model would compute
+in float32 anyway). Tensors on another device than the model are refused with a one-line
+``ValueError``: a silent copy would hide a host transfer in every call.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class Potential(nn.Module):
             ``energy (B,)`` eV, ``atom_energy (N,)``, and if asked ``forces (N, 3)`` eV/Å,
             ``stress (B, 3, 3)`` eV/Å³.
         """
+        z, pos, batch, cell, pbc = self._inputs(z, pos, batch, cell, pbc)
         if batch is None:
             batch = torch.zeros_like(z)
         if num_systems is None:
@@ -84,3 +91,37 @@ class Potential(nn.Module):
                     volume = torch.linalg.det(cell).abs()
                     out["stress"] = grads[-1] / volume.view(-1, 1, 1)
         return out
+
+    def _inputs(self, z, pos, batch, cell, pbc):
+        """Convert array-likes to tensors and cast floats to the model's dtype (see the module doc).
+
+        Raises:
+            ValueError: a tensor on another device than the model.
+        """
+        ref = next(iter(self.model.buffers()), None)
+        if ref is None:  # pragma: no cover - every EnergyModel has buffers
+            return z, pos, batch, cell, pbc
+        dtype, device = ref.dtype, ref.device
+
+        def convert(name, x, kind):
+            if x is None:
+                return None
+            if not isinstance(x, torch.Tensor):
+                try:
+                    x = torch.as_tensor(x, device=device)
+                except (TypeError, ValueError, RuntimeError) as err:
+                    raise ValueError(f"Potential: {name} must be a tensor or an array, got {type(x).__name__} "
+                                     f"({str(err).splitlines()[0]})") from None
+            elif x.device != device:
+                raise ValueError(f"Potential: {name} is on {x.device} but the model is on {device}; move the "
+                                 f"inputs (or the model) with .to(device)")
+            if kind == "float" and x.is_floating_point() and x.dtype != dtype:
+                x = x.to(dtype)
+            elif kind == "float" and not x.is_floating_point() and not x.dtype == torch.bool:
+                x = x.to(dtype)
+            elif kind == "int" and not x.is_floating_point() and x.dtype not in (torch.int64, torch.bool):
+                x = x.long()
+            return x
+
+        return (convert("z", z, "int"), convert("pos", pos, "float"), convert("batch", batch, "int"),
+                convert("cell", cell, "float"), convert("pbc", pbc, None))

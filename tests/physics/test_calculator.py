@@ -128,6 +128,38 @@ def test_bad_input():
         Calculator(torch.nn.Linear(3, 1))
 
 
+def test_bad_checkpoints_and_devices(tmp_path):
+    """One-line errors naming the file, before any structure is seen: empty, truncated, not an
+    energy model; and devices this machine lacks."""
+    from eqt.checkpoint import CheckpointError, load_energy_model
+    from eqt.models.gatr import GATr, GATrConfig
+    from eqt.physics.calculator import check_device
+
+    path = save_checkpoint(tmp_path / "model.pt", tiny_model())
+    raw = path.read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "half.pt").write_bytes(raw[: len(raw) // 2])
+    save_checkpoint(tmp_path / "gatr.pt", GATr(GATrConfig()))
+    with pytest.raises(CheckpointError, match=r"empty\.pt is empty \(0 bytes\)"):
+        Calculator(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match=rf"half\.pt is truncated or corrupt \({len(raw) // 2} bytes"):
+        Calculator(tmp_path / "half.pt")
+    with pytest.raises(CheckpointError, match=r"gatr\.pt holds a GATr model, but the ASE calculator \(eqt md\) "
+                                              r"needs an energy model \(ET, Equiformer\)"):
+        Calculator(str(tmp_path / "gatr.pt"))
+    with pytest.raises(CheckpointError, match="holds a GATr model, but eqt test needs"):
+        load_energy_model(tmp_path / "gatr.pt", user="eqt test")
+    with pytest.raises(ValueError, match="unknown device 'gpu0': use cpu, cuda or cuda:N"):
+        Calculator(tiny_model(), device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda': CUDA is not available on this machine \(torch "):
+            Calculator(tiny_model(), device="cuda")
+    else:
+        with pytest.raises(ValueError, match="CUDA device"):
+            check_device(f"cuda:{torch.cuda.device_count()}")
+    assert check_device("cpu") == torch.device("cpu")
+
+
 def test_extxyz_round_trip(tmp_path):
     atoms = ethanol()
     atoms.calc = Calculator(tiny_model())
@@ -143,13 +175,15 @@ def test_graphed_matches_plain_along_md_and_rebuilds():
     energies and forces along a short MD, rebuilds when the atoms change or the capacity overflows."""
     from ase import units
     from ase.md.verlet import VelocityVerlet
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md import velocitydistribution
 
     atoms = ethanol()
     plain = Calculator(tiny_model())
     graphed = Calculator(tiny_model(), graphed=True)
     atoms.calc = graphed
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize = getattr(velocitydistribution, "thermalize_momenta",  # ASE >= 3.29; same draws
+                         getattr(velocitydistribution, "MaxwellBoltzmannDistribution", None))
+    thermalize(atoms, temperature_K=600, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     for _ in range(5):
         dyn.run(2)

@@ -123,6 +123,28 @@ def test_config():
         MDConfig(integrator="nose-hoover")
     with pytest.raises(ValueError, match="log_interval"):
         MDConfig(log_interval=0)
+    with pytest.raises(ValueError, match="MDConfig.seed must be >= 0"):
+        MDConfig(seed=-1)
+
+
+def test_check_structure():
+    """Refused before any model is loaded: empty, non-finite, overlapping (also via a periodic image)."""
+    from ase.build import bulk
+
+    from eqt.physics.md import check_structure
+
+    check_structure(molecule("CH3CH2OH"))
+    with pytest.raises(ValueError, match="no atoms"):
+        check_structure(Atoms())
+    with pytest.raises(ValueError, match=r"non-finite position of atom\(s\) 1"):
+        check_structure(Atoms("H2", positions=[[0, 0, 0], [0, np.nan, 0]]))
+    with pytest.raises(ValueError, match=r"atoms 0 and 1 are 0\.1 Å apart, closer than min_distance=0\.5"):
+        check_structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.1]]))
+    cu = bulk("Cu", "fcc", a=3.6)
+    cu.cell = [[0.3, 0, 0], [0, 3.6, 0], [0, 0, 3.6]]
+    with pytest.raises(ValueError, match="from its own periodic image"):
+        check_structure(cu)
+    check_structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.1]]), min_distance=0.0)
 
 
 def test_close_atoms_abort_periodic_and_in_a_long_chain():
