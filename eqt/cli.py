@@ -135,15 +135,7 @@ def cmd_md(a) -> None:
             text = text.replace(f"MDConfig.{field}", option)
         raise ValueError(text) from None
     out = check_writable_dir(a.out, "--out folder")
-    if not Path(a.structure).is_file():
-        atoms = _read_structure(a.structure)  # a g2 name, or a one-line error
-    else:
-        try:
-            atoms = _read_structure(a.structure)
-        except Exception as err:  # noqa: BLE001 - ASE's readers raise anything for a damaged file
-            hint = " (an unknown element symbol?)" if isinstance(err, KeyError) else ""
-            raise ValueError(f"cannot read structure {a.structure}: {type(err).__name__}: "
-                             f"{_first_line(err)}{hint}") from None
+    atoms = _read_structure(a.structure)  # a file or a g2 name; a one-line error naming it
     try:
         check_structure(atoms, cfg.min_distance)
     except ValueError as err:
@@ -189,15 +181,28 @@ def cmd_md(a) -> None:
                   file=sys.stderr)
 
 
+#: sample_md's arguments as ``eqt data sample`` options, for its messages.
+_SAMPLE_OPTIONS = {"temperature_K": "--temperature", "timestep_fs": "--timestep", "n_frames": "--frames",
+                   "equilibration_steps": "--equilibration", "friction_per_fs": "friction"}
+
+
 def cmd_sample(a) -> None:
     from eqt.physics.reference import sample_md_to_file
 
     if a.equilibration < 0:
         raise ValueError(f"--equilibration must be 0 or more steps, got {a.equilibration}")
-    res = sample_md_to_file(_read_structure(a.structure), a.output, force=a.force, temperature_K=a.temperature,
-                            n_frames=a.frames, interval=a.interval, equilibration_steps=a.equilibration,
-                            timestep_fs=a.timestep, seed=a.seed, method=a.method, accuracy=a.accuracy,
-                            source=a.structure, progress=True)
+    try:
+        res = sample_md_to_file(_read_structure(a.structure), a.output, force=a.force, temperature_K=a.temperature,
+                                n_frames=a.frames, interval=a.interval, equilibration_steps=a.equilibration,
+                                timestep_fs=a.timestep, seed=a.seed, method=a.method, accuracy=a.accuracy,
+                                source=a.structure, progress=True)
+    except ValueError as err:  # name the options, not sample_md's arguments
+        text = str(err)
+        for name, option in _SAMPLE_OPTIONS.items():
+            text = text.replace(name, option)
+        if text == str(err):
+            raise
+        raise type(err)(text) from None
     resumed = f" ({res.resumed_from} of them from the interrupted run)" if res.resumed_from else ""
     print(f"{res.frames} frames labelled with {a.method}{resumed}: {res.path}")
 
@@ -420,9 +425,18 @@ def _os_error(err: OSError) -> str:
     """One line for an operating-system error: what failed, and where."""
     from eqt.files import is_disk_full
 
-    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    name = getattr(err, "filename", None)
+    where = f" ({name})" if name else ""
     if is_disk_full(err):
         return f"no space left on the device{where}; free some space and rerun the same command to resume"
+    if name and isinstance(err, FileExistsError):
+        return f"cannot create folder {name}: a file of that name is in the way"
+    if name and isinstance(err, NotADirectoryError):
+        return f"{name}: a part of this path is a file, not a folder"
+    if name and isinstance(err, IsADirectoryError):
+        return f"{name} is a folder, not a file"
+    if name and isinstance(err, PermissionError):
+        return f"permission denied: {name}"
     return f"{err.strerror or _first_line(err)}{where}"
 
 

@@ -223,7 +223,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         for k in sorted(set(old) | set(new)):
             out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
         return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+    if old == new:
+        return []
+    if isinstance(old, str) and isinstance(new, str) and old.startswith("sha256:") and new.startswith("sha256:"):
+        return [f"{prefix[:-1]}: other file content (sha256 {old[7:15]}... -> {new[7:15]}...)"]
+    return [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
 def check_fingerprint(folder: str | os.PathLike, values: dict[str, Any], write: bool = True) -> bool:

@@ -208,8 +208,8 @@ def test_bad_structures_are_one_line_naming_the_file(md_inputs, capsys):
     def err(name):
         return _one_line_error(capsys, ["md", md_inputs / "model.pt", md_inputs / name, "--out", md_inputs / "st"])
 
-    assert "cannot read structure" in err("empty.xyz") and "empty.xyz" in err("empty.xyz")
-    assert "cannot read structure" in err("corrupt.xyz") and "corrupt.xyz" in err("corrupt.xyz")
+    assert "structure file" in err("empty.xyz") and "empty.xyz is empty" in err("empty.xyz")
+    assert "corrupt.xyz cannot be read" in err("corrupt.xyz")
     assert "structure " in err("nan.xyz") and "nan.xyz: non-finite position of atom(s) 0" in err("nan.xyz")
     assert "overlap.xyz: atoms 0 and 1 are 0.01 Å apart" in err("overlap.xyz")
     assert "xx.xyz" in err("xx.xyz") and "Xx" in err("xx.xyz")

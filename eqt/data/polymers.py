@@ -726,7 +726,7 @@ def _summary_path(out_path: Path) -> Path:
 def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily] = DEFAULT_TRAIN_FAMILIES,
              lengths: Sequence[int] = DEFAULT_LENGTHS, temperatures: Sequence[float] = (300.0, 600.0), *,
              trajectories: int = 1, config: SamplingConfig = SamplingConfig(), cap: str = "CH3", seed: int = 0,
-             num_threads: int | None = 1, progress: bool = True) -> dict[str, Any]:
+             num_threads: int | None = 1, progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Build, sample and label polymer oligomers; write extended XYZ and a JSON summary.
 
     For every family × length × temperature × trajectory index, a fresh conformer is built
@@ -746,6 +746,8 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
         seed: master seed.
         num_threads: OpenMP threads for xTB.
         progress: one line per trajectory on stderr.
+        force: replace an existing output and summary (otherwise refused before any work; the old
+            files are replaced only when the new ones are complete).
 
     Returns:
         The summary written to JSON: ``settings``, ``trajectories`` (one record each, failures
@@ -753,7 +755,8 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
 
     Raises:
         ValueError: an unknown family or cap, a bad SMILES or length, empty lists, or an output
-            path that is not ``.xyz``/``.extxyz`` or whose folder cannot be created. Failed MD
+            path that is not ``.xyz``/``.extxyz``, exists (without ``force``) or whose folder
+            cannot be written (:class:`eqt.files.OutputError`). Failed MD
             runs do not raise: they are in the summary.
     """
     import ase.io
@@ -777,10 +780,11 @@ def generate(out_path: str | os.PathLike, families: Sequence[str | PolymerFamily
         raise ValueError(f"trajectories must be an integer >= 1, got {trajectories!r}")
     for fam in fams:  # every repeat unit is checked before any MD runs
         _assemble(fam, 1, cap)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cannot create the folder of {out_path}: {err}") from None
+    from eqt.files import check_output
+
+    check_output(out_path, force, "output")
+    check_output(_summary_path(out_path), force, "summary")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
 
     partial = out_path.with_name(out_path.name + ".partial")
     summary_path = _summary_path(out_path)
@@ -893,6 +897,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads for xTB (1 is fastest for small chains)")
     p.add_argument("--list", action="store_true", help="print the family table and exit")
+    p.add_argument("--force", action="store_true", help="replace an existing output and its summary")
     return p
 
 
@@ -909,7 +914,7 @@ def run_from_args(a: argparse.Namespace) -> dict[str, Any] | None:
     config = SamplingConfig(n_frames=a.frames, stride=a.stride, equilibration_steps=a.equilibration,
                             timestep_fs=a.timestep, friction_per_fs=a.friction, method=a.method)
     summary = generate(a.output, families, parse_lengths(a.lengths), a.temperatures, trajectories=a.trajectories,
-                       config=config, cap=a.cap, seed=a.seed, num_threads=a.threads)
+                       config=config, cap=a.cap, seed=a.seed, num_threads=a.threads, force=a.force)
     print(f"{summary['n_frames']} frames, {summary['failures']} failed trajectories, "
           f"{summary['seconds']:.0f} s: {summary['output']}")
     print("frames per family: " + ", ".join(f"{k} {v}" for k, v in summary["frames_per_family"].items()))

@@ -278,3 +278,14 @@ def test_run_from_args_uses_the_cli_options(tmp_path, capsys):
     summary = P.run_from_args(args)
     assert summary["n_frames"] == 1 and summary["settings"]["temperatures"] == [350.0]
     assert "1 frames, 0 failed trajectories" in capsys.readouterr().out
+
+
+def test_generate_refuses_an_existing_output_before_any_work(tmp_path):
+    from eqt.files import OutputError
+
+    out = tmp_path / "old.xyz"
+    out.write_text("earlier data\n")
+    with pytest.raises(OutputError, match="old.xyz exists; pass --force"):
+        P.generate(out, ["PE"], [1], [300.0], config=P.SamplingConfig(n_frames=1, stride=1, equilibration_steps=1),
+                   cap="H", progress=False)
+    assert out.read_text() == "earlier data\n" and not (tmp_path / "old.xyz.partial").exists()

@@ -261,6 +261,7 @@ def run_case(case: Case, template: Path, work: Path) -> Outcome:
             case.check(work, result)
         except AssertionError as e:
             category, message = "cryptic", f"accepted but wrong: {e}"
+    message = message.replace(str(work) + os.sep, "")  # workspace-relative paths in the table
     after = _snapshot(work)
     allowed = case.writes if category == "accepted" else ()
     changed = sorted(k for k, h in before.items()
