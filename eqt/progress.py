@@ -59,8 +59,11 @@ class Progress:
         self.t0, self.start, self.last_write, self.done = time.perf_counter(), int(start), None, int(start)
         self._width, self._written, self._fields = 0, None, {}
 
-    def line(self, done: int, **fields: Any) -> str:
-        """The text of the display at ``done`` (no newline)."""
+    def line(self, done: int, time_left: float | None = None, **fields: Any) -> str:
+        """The text of the display at ``done`` (no newline).
+
+        ``time_left``: seconds until the job stops anyway (a time limit), which caps the ETA.
+        """
         elapsed = time.perf_counter() - self.t0
         parts = [f"{self.what}: {self.unit} {done}" + (f"/{self.total}" if self.total else "")]
         rate = (done - self.start) / elapsed if elapsed > 0 else 0.0
@@ -68,12 +71,16 @@ class Progress:
             parts.append(f"{rate:.3g} {self.unit}s/s" if rate >= 1 else f"{1 / rate:.3g} s/{self.unit}")
         parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()]
         parts.append(f"elapsed {format_duration(elapsed)}")
-        if self.total and rate > 0 and done < self.total:
-            parts.append(f"ETA {format_duration((self.total - done) / rate)}")
+        eta = (self.total - done) / rate if self.total and rate > 0 and done < self.total else None
+        if time_left is not None and (eta is None or time_left < eta):
+            eta = max(time_left, 0.0)
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
         return ", ".join(parts)
 
     def update(self, done: int, force: bool = False, **fields: Any) -> None:
-        """Report ``done`` counts (written when the interval has passed, or ``force``)."""
+        """Report ``done`` counts (written when the interval has passed, or ``force``); ``fields``
+        are shown as ``name value`` (``time_left=`` caps the ETA, see :meth:`line`)."""
         if not self.enabled:
             return
         self.done, self._fields = int(done), fields

@@ -6,7 +6,8 @@
 On a terminal the line is redrawn in place; redirected to a file it is one line every
 ``EQT_PROGRESS_INTERVAL`` seconds (default 10), see :class:`eqt.progress.Progress`. The epoch
 count is the number of epochs completed; rate and ETA count only this process's epochs (a resumed
-run does not look faster than it is). The validation values are those of the last completed epoch.
+run does not look faster than it is), and a ``max_time`` limit caps the ETA. The validation values
+are those of the last completed epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ import lightning as L
 from eqt.progress import Progress
 
 __all__ = ["TrainingProgress"]
+
+
+def _time_left(trainer: L.Trainer) -> float | None:
+    """Seconds until ``max_time`` stops the training (Lightning's Timer, which counts across
+    resumes), or None without a time limit: the ETA is the earlier of this and the epochs' ETA."""
+    from lightning.pytorch.callbacks import Timer
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, Timer):
+            left = cb.time_remaining("train")
+            return None if left is None else float(left)
+    return None
 
 
 class TrainingProgress(L.Callback):
@@ -62,7 +75,7 @@ class TrainingProgress(L.Callback):
             self.bar = None
 
     def _fields(self, trainer: L.Trainer) -> dict[str, Any]:
-        return {"step": trainer.global_step, **self.fields}
+        return {"step": trainer.global_step, **self.fields, "time_left": _time_left(trainer)}
 
     def _epoch_fields(self, trainer: L.Trainer) -> dict[str, Any]:
         """Named values of the epoch just completed: train loss, validation MAEs (meV, meV/Å), lr."""
