@@ -25,15 +25,18 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["OutputError", "check_output", "check_writable_dir", "atomic_path", "atomic_write_text", "RunLock",
-           "file_digest", "fingerprint", "check_fingerprint"]
+           "file_digest", "fingerprint", "check_fingerprint", "differences",
+           "deferred_interrupts"]
 
 
 class OutputError(ValueError):
@@ -217,11 +220,12 @@ def fingerprint(values: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(values, sort_keys=True, default=str))
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``["key.sub: old -> new", ...]`` between two JSON-like values (file digests shown short)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+            out += differences(old.get(k), new.get(k), f"{prefix}{k}.")
         return out
     if old == new:
         return []
@@ -251,7 +255,7 @@ def check_fingerprint(folder: str | os.PathLike, values: dict[str, Any], write: 
             old = json.loads(path.read_text())
         except ValueError:
             raise OutputError(f"{path} is corrupt; move the run directory away to start fresh") from None
-        diff = _differences(old, new)
+        diff = differences(old, new)
         if diff:
             shown = "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
             raise OutputError(f"{folder} holds a different run ({shown}); use another --out, or delete "
@@ -260,6 +264,40 @@ def check_fingerprint(folder: str | os.PathLike, values: dict[str, Any], write: 
     if write:
         atomic_write_text(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
     return False
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[Callable[[], None]]:
+    """Make Ctrl-C land between steps: yields ``check()``, which raises ``KeyboardInterrupt`` once
+    SIGINT has arrived.
+
+    Why: a SIGINT that arrives while a C extension runs a Python callback (tblite's cffi finalisers,
+    for one) is reported as "Exception ignored from callback" and lost, and the run goes on to the
+    end. Here the signal only sets a flag; the loop calls ``check()`` at each safe point (after a
+    frame is written), so the interrupt is never lost and the saved state is consistent. A second
+    Ctrl-C interrupts at once. Outside the main thread, or when SIGINT is ignored, ``check()`` does
+    nothing and the signal handling is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield lambda: None
+        return
+    hits: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+
+    def check() -> None:
+        if hits:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def is_disk_full(err: BaseException) -> bool:

@@ -370,7 +370,7 @@ def test_data_sample_interrupted_resumes_only_with_the_same_settings(tmp_path, c
     assert len(lines) == 1 and "rerun the same command to resume" in lines[0]
     assert not out.exists() and (tmp_path / "s.xyz.partial").exists()
     err = _data_error(capsys, run[:-1] + ["4"])
-    assert "s.xyz.partial is an unfinished run with other settings (seed was 3, now 4)" in err and "--force" in err
+    assert "s.xyz.partial is an unfinished run with other settings (seed: 3 -> 4)" in err and "--force" in err
     assert main(run) == 0
     captured = capsys.readouterr()
     assert "6 frames labelled with GFN2-xTB (3 of them from the interrupted run)" in captured.out

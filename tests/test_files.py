@@ -67,3 +67,20 @@ def test_fingerprint_resumes_only_the_same_run(tmp_path):
         check_fingerprint(tmp_path, {**values, "model": {"hidden": 16}})
     with pytest.raises(OutputError, match=r"data: other file content"):
         check_fingerprint(tmp_path, {**values, "data": file_digest(tmp_path / "b.xyz")})
+
+
+def test_deferred_interrupts_land_at_the_next_check():
+    import signal
+
+    from eqt.files import deferred_interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts() as check:
+            for step in range(5):
+                check()
+                steps.append(step)
+                if step == 1:
+                    os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
+    assert steps == [0, 1] and signal.getsignal(signal.SIGINT) is before

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eqt.data.readers import Frames
+from eqt.data.readers import Frames, read_frames
 
 __all__ = [
+    "read_e0s",
+    "check_e0s",
     "split_indices",
     "save_splits",
     "load_splits",
@@ -202,6 +204,60 @@ def fit_atomrefs(frames: Frames, max_z: int = 100, baseline: np.ndarray | None =
     refs = np.zeros(max_z, dtype=np.float64)
     refs[present] = sol
     return refs
+
+
+def read_e0s(spec: str | os.PathLike | dict, max_z: int = 100) -> np.ndarray:
+    """Isolated-atom reference energies (E0s, as MACE's ``--E0s``) as a ``(max_z,)`` table.
+
+    Args:
+        spec: a mapping of element symbol (or atomic number) to energy in eV, or the path of an
+            extended-XYZ file of single-atom frames with energies (e.g. ``eqt data label`` of
+            isolated atoms with the method that labelled the data set).
+        max_z: size of the table.
+
+    Returns:
+        ``(max_z,)`` float64 energies in eV; elements not given are NaN (so that a data set with an
+        element that has no E0 is caught by :func:`check_e0s`).
+
+    Raises:
+        ValueError: an unknown element, a file that cannot be read, a frame with more than one atom
+            or without an energy, or two different energies for one element.
+    """
+    from ase.data import atomic_numbers
+
+    refs = np.full(max_z, np.nan)
+    if isinstance(spec, dict):
+        for key, energy in spec.items():
+            z = key if isinstance(key, int) else atomic_numbers.get(str(key))
+            if z is None or not 0 < z < max_z:
+                raise ValueError(f"E0s: unknown element {key!r}")
+            refs[z] = float(energy)
+        return refs
+    frames = read_frames(spec, require_energy=True, require_forces=False)
+    for f, (zs, energy) in enumerate(zip(frames.z, frames.energy)):
+        if len(zs) != 1:
+            raise ValueError(f"E0s file {spec}: frame {f} has {len(zs)} atoms; it must hold isolated atoms, one per frame")
+        z = int(zs[0])
+        if np.isfinite(refs[z]) and abs(refs[z] - energy) > 1e-8:
+            raise ValueError(f"E0s file {spec}: element Z={z} appears with energies {refs[z]} and {energy}")
+        refs[z] = float(energy)
+    return refs
+
+
+def check_e0s(refs: np.ndarray, frames: Frames, source: str = "E0s") -> np.ndarray:
+    """``refs`` with NaN (elements absent from the data) set to 0, after checking that every element
+    of ``frames`` has an E0.
+
+    Raises:
+        ValueError: an element of the data has no E0 (named).
+    """
+    from ase.data import chemical_symbols
+
+    present = sorted({int(z) for zs in frames.z for z in np.unique(zs)})
+    missing = [chemical_symbols[z] for z in present if z >= len(refs) or not np.isfinite(refs[z])]
+    if missing:
+        raise ValueError(f"{source} has no energy for element(s) {', '.join(missing)} of {frames.source}")
+    return np.nan_to_num(refs, nan=0.0)
 
 
 def energy_statistics(frames: Frames, atomrefs: np.ndarray | None = None) -> tuple[float, float]:

@@ -41,7 +41,7 @@ from ase.md.verlet import VelocityVerlet
 from ase.neighborlist import neighbor_list
 
 from eqt.config import Config
-from eqt.files import atomic_path, atomic_write_text
+from eqt.files import atomic_path, atomic_write_text, differences
 from eqt.progress import Progress
 
 __all__ = ["MDConfig", "MDResult", "MDInstabilityError", "MDStateMismatch", "run_md", "check_resume", "read_state",
@@ -327,16 +327,6 @@ def run_definition(atoms: Atoms, config: MDConfig, run_info: dict[str, Any] | No
                                   **(run_info or {})}, sort_keys=True, default=str))
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``["key.sub: old -> new", ...]`` between two JSON-like values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a state file written by :func:`run_md`.
 
@@ -377,7 +367,7 @@ def check_resume(state: str | os.PathLike, atoms: Atoms, config: MDConfig,
     if not state.exists():
         return None
     saved = read_state(state)
-    diff = _differences(saved["run"], run_definition(atoms, config, run_info))
+    diff = differences(saved["run"], run_definition(atoms, config, run_info))
     if diff:
         shown = "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
         raise MDStateMismatch(f"MD state {state} belongs to a run with other settings ({shown}); rerun with "

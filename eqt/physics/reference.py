@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eqt.files import OutputError, atomic_write_text, check_output, fingerprint
+from eqt.files import OutputError, atomic_write_text, check_output, deferred_interrupts, differences, fingerprint
 from eqt.progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -354,15 +354,6 @@ def _frame_text(atoms: Atoms) -> str:
     return buf.getvalue()
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]} was {old!r}, now {new!r}"]
-
-
 def _checkpoint_interval(checkpoint_s: float | None) -> float:
     if checkpoint_s is not None:
         return float(checkpoint_s)
@@ -421,7 +412,7 @@ class _ResumableOutput:
                 return None
             raise OutputError(f"{self.state_path} is corrupt, so {self.partial} cannot be resumed; {start_over}") \
                 from None
-        diff = _differences(old_job, self.job)
+        diff = differences(old_job, self.job)
         if diff:
             if self.force:
                 return None
@@ -688,7 +679,7 @@ def label_to_file(structures: list[Atoms], output: str | os.PathLike, method: st
     if saved is not None and progress:
         bar.message(f"resuming {out.partial}: {state['done']} of {len(structures)} frames done")
     try:
-        with labeller.threads(num_threads):
+        with labeller.threads(num_threads), deferred_interrupts() as interrupted:
             for i in range(int(state["done"]), len(structures)):
                 text, reason = None, problems.get(i)
                 if reason is None:
@@ -705,6 +696,7 @@ def label_to_file(structures: list[Atoms], output: str | os.PathLike, method: st
                     written += 1
                 out.append(text, {"done": i + 1, "written": written, "skipped": [list(s) for s in skipped]})
                 bar.update(i + 1)
+                interrupted()  # Ctrl-C: stop here, with this frame written
     except BaseException:
         bar.close()
         out.suspend()
@@ -825,9 +817,10 @@ def _md_frames(atoms: Atoms, p: _MDParams, *, progress: bool, num_threads: int |
         notice(bar)
     step = step0
     try:
-        with _openmp_threads(num_threads):
+        with _openmp_threads(num_threads), deferred_interrupts() as interrupted:
             system.get_forces()
             for step in range(step0 + 1, total + 1):
+                interrupted()  # Ctrl-C: stop before the next step (the state of the last frame is kept)
                 dyn.step()
                 dyn.nsteps += 1
                 if step > p.equilibration_steps and (step - p.equilibration_steps) % p.interval == 0:

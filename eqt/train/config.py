@@ -25,7 +25,13 @@ class TrainConfig(Config):
     ``"forces"`` (PolyGET's force-only training: ``energy_weight`` must be 0, energies are not needed
     in the data; when they are there, per-element energy offsets are fitted by least squares after
     training so that the model still reports energies, defined up to those offsets).
-    ``ema_decay`` averages the weights (0 = off); ``loss_ema_alpha_*`` is TorchMD-NET's smoothing
+    ``atomrefs``: per-element reference energies subtracted before the network learns: ``true``
+    (least squares on the training frames), ``false`` (none), isolated-atom energies (E0s, as MACE's
+    ``--E0s``) as a mapping ``{H: -10.7, C: -48.8, ...}`` (eV) or the path of an extended-XYZ file of
+    single atoms with energies. ``refit_offsets``: after training, refit per-element offsets by least
+    squares on the training frames' residual energies (forces unchanged), removing the constant
+    energy offset that forces cannot see and the weak energy loss leaves to SGD noise (on by default;
+    off keeps E0s exactly). ``ema_decay`` averages the weights (0 = off); ``loss_ema_alpha_*`` is TorchMD-NET's smoothing
     of the loss terms (``ema_alpha_y``/``ema_alpha_neg_dy``; 1 = off). Data keys are read by
     :func:`eqt.data.readers.read_frames`; ``model`` holds the model's own config keys (e.g.
     :class:`eqt.models.et.ETConfig`), validated when the model is built.
@@ -66,7 +72,8 @@ class TrainConfig(Config):
     loss_ema_alpha_forces: float = 1.0
     precision: str = "float32"
     standardize: bool = True
-    atomrefs: bool = True
+    atomrefs: bool | str | dict = True
+    refit_offsets: bool = True
     checkpoint_every_n_steps: int = 500
     log_every_n_steps: int = 10
     accelerator: str = "auto"
@@ -158,6 +165,14 @@ def _check_values(c: TrainConfig) -> None:
          "a count >= 1, -1 (all), 'auto' or a list of device ids such as '0,1'")
     need(bool(c.out_dir), "out_dir", "a folder")
     need(bool(c.model_name), "model_name", "a model name")
+    if isinstance(c.atomrefs, str):
+        need(bool(c.atomrefs), "atomrefs", "true, false, a mapping of element to energy, or an E0s file")
+    if isinstance(c.atomrefs, dict):
+        from ase.data import atomic_numbers
+
+        for k, v in c.atomrefs.items():
+            if k not in atomic_numbers or isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"atomrefs must map element symbols to energies in eV (E0s), got {k!r}: {v!r}")
 
 
 def parse_max_time(text: str) -> datetime.timedelta | None:
@@ -200,8 +215,9 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return values
 
 
-#: Config keys that are paths: relative ones in a config file are relative to that file.
-PATH_KEYS = ("data", "out_dir")
+#: Config keys that are paths: relative ones in a config file are relative to that file
+#: (``atomrefs`` only when it is a string: the path of an E0s file).
+PATH_KEYS = ("data", "out_dir", "atomrefs")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

@@ -128,7 +128,7 @@ def fit_energy_offsets(model: torch.nn.Module, frames, batch_size: int = 64) -> 
 #: where it runs, and where its files are (the data file's content is fingerprinted, not its path).
 #: Everything else changes what is trained or how, and is part of the run's fingerprint.
 RESUMABLE_KEYS = ("max_epochs", "max_steps", "max_time", "early_stopping_patience", "checkpoint_every_n_steps",
-                  "log_every_n_steps", "progress_bar", "accelerator", "data", "out_dir")
+                  "log_every_n_steps", "progress_bar", "accelerator", "data", "out_dir", "refit_offsets")
 
 
 def run_fingerprint(config: TrainConfig, data_digest: str) -> dict[str, Any]:
@@ -142,6 +142,12 @@ def run_fingerprint(config: TrainConfig, data_digest: str) -> dict[str, Any]:
 
     values = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
     values["model"] = _models()[config.model_name][1].from_dict(config.model).to_dict()
+    if isinstance(config.atomrefs, str):  # an E0s file: its content, not its path
+        from eqt.files import file_digest
+
+        if not Path(config.atomrefs).is_file():
+            raise ValueError(f"atomrefs file (E0s) not found: {config.atomrefs}")
+        values["atomrefs"] = file_digest(config.atomrefs)
     values["data_digest"] = data_digest
     return values
 
@@ -335,8 +341,14 @@ def _initial_scales(model: torch.nn.Module, config: TrainConfig, train_frames) -
     training frames, in place. A resumed run overwrites them with the checkpoint's."""
     from eqt.data.dataset import energy_statistics, fit_atomrefs
 
+    from eqt.data.dataset import check_e0s, read_e0s
+
     forces_only = config.objective == "forces"
-    if config.atomrefs and not forces_only:  # force-only: offsets are fitted after training
+    if isinstance(config.atomrefs, (str, dict)):  # isolated-atom energies (E0s), whatever the objective
+        source = f"atomrefs file {config.atomrefs}" if isinstance(config.atomrefs, str) else "atomrefs"
+        refs = check_e0s(read_e0s(config.atomrefs, model.max_z), train_frames, source)
+        model.atomref.copy_(torch.as_tensor(refs, dtype=model.atomref.dtype))
+    elif config.atomrefs and not forces_only:  # force-only: offsets are fitted after training
         refs = fit_atomrefs(train_frames, max_z=model.max_z)
         model.atomref.copy_(torch.as_tensor(refs, dtype=model.atomref.dtype))
     if config.standardize:
@@ -364,11 +376,21 @@ def _record_start(out: Path, config: TrainConfig, fingerprint: dict, splits: dic
 
 def _export(trainer, module, best_path: str, config: TrainConfig, train_frames, val_dl, test_dl, out: Path,
             write: bool) -> dict[str, Any]:
-    """Best weights (force-only: plus fitted energy offsets), final validation and test metrics,
-    and ``model.pt`` (float32) when ``write``."""
+    """Best weights, energy offsets refitted on the training frames (force-only always; otherwise
+    with ``refit_offsets``), final validation and test metrics, and ``model.pt`` (float32) when
+    ``write``.
+
+    Why the refit: forces do not see a constant energy, and with TorchMD-NET's recipe the energy
+    term is weak (weight 0.2, smoothed by a loss EMA of 0.05), so the network's constant offset is
+    left to SGD noise: it wanders by tens of meV from epoch to epoch (rMD17 ethanol: validation
+    energy MAE 14-124 meV between consecutive epochs at equal force error), and the best
+    checkpoint, chosen by a force-dominated loss, keeps whatever offset it had. Least squares of
+    the residual energies over the training frames per element sets that constant exactly and
+    changes no force.
+    """
     if best_path:
         module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
-    if config.objective == "forces" and train_frames.energy is not None:
+    if train_frames.energy is not None and (config.objective == "forces" or config.refit_offsets):
         fit_energy_offsets(module.eval_model(), train_frames, batch_size=config.inference_batch_size)
     val = trainer.validate(module, val_dl, verbose=False)[0]
     test = trainer.test(module, test_dl, verbose=False)[0] if len(test_dl.dataset) else {}

@@ -235,9 +235,9 @@ def test_label_resumes_identically_after_interrupt_and_torn_frame(monkeypatch, t
     assert json.loads(state.read_text())["progress"]["done"] == 3 and not out.exists()
     with open(partial, "ab") as fh:  # a frame torn by a kill after the checkpoint
         fh.write(b"9\nProperties=species:S:1:pos:R:3 energy=-1.0\nC 0.0 0.0")
-    with pytest.raises(OutputError, match=r"other settings \(method was 'GFN2-xTB', now 'GFN1-xTB'\).*--force"):
+    with pytest.raises(OutputError, match=r"other settings \(method: 'GFN2-xTB' -> 'GFN1-xTB'\).*--force"):
         label_to_file(structures, out, "GFN1-xTB")
-    with pytest.raises(OutputError, match=r"structures was"):
+    with pytest.raises(OutputError, match=r"structures: "):
         label_to_file(structures[:7], out)
     res = label_to_file(structures, out)
     assert (res.frames, res.resumed_from) == (8, 3)
@@ -271,9 +271,9 @@ def test_sample_resumes_after_interrupt_within_tolerance(monkeypatch, tmp_path):
     saved = json.loads(state.read_text())
     assert saved["progress"]["frames"] == 5 and saved["progress"]["step"] == 20
     assert saved["job"]["seed"] == 3 and saved["job"]["method"] == "GFN2-xTB"
-    with pytest.raises(OutputError, match=r"seed was 3, now 4.*--force"):
+    with pytest.raises(OutputError, match=r"seed: 3 -> 4.*--force"):
         sample_md_to_file(molecule("CH3CH2OH"), out, **{**kw, "seed": 4})
-    with pytest.raises(OutputError, match=r"structure was"):
+    with pytest.raises(OutputError, match=r"structure: other file content"):
         sample_md_to_file(molecule("CH3CH2OH")[::-1], out, **kw)
     res = sample_md_to_file(molecule("CH3CH2OH"), out, **kw)
     assert (res.frames, res.resumed_from) == (30, 5) and not partial.exists() and not state.exists()

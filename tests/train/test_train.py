@@ -143,3 +143,54 @@ def test_force_only_training_ignores_energies_and_fits_offsets(ethanol_small, tm
         _config(ethanol_small, tmp_path / "x", objective="forces", energy_weight=0.2)
     with pytest.raises(ValueError, match="objective must be one of"):
         _config(ethanol_small, tmp_path / "x", objective="energy")
+
+
+def test_trained_model_carries_no_constant_energy_offset(ethanol_small, tmp_path):
+    """Issue 17's energy bias: forces do not see a constant energy and the recipe's energy term is
+    weak (0.2, loss EMA 0.05), so the network's constant offset is left to SGD noise and the best
+    checkpoint keeps whatever offset it had (ethanol, 105 epochs: +26.7 meV on its own training
+    frames). The per-element offsets are refitted on the training frames after training, so the mean
+    energy error on those frames is zero up to float32 rounding of -4209 eV energies (~0.5 meV per
+    frame, averaging down): bound 10% of the energy MAE (the issue's criterion) and 2 meV. Without the
+    refit (``refit_offsets: false``) this seed's bias is about the size of the MAE."""
+    import numpy as np
+
+    from eqt.data.dataset import load_splits
+    from eqt.data.readers import read_frames
+    from eqt.train.evaluate import evaluate
+
+    res = train(_config(ethanol_small, tmp_path / "run", max_epochs=6, ema_decay=0.0, loss_ema_alpha_energy=0.05))
+    frames = read_frames(str(ethanol_small))
+    out = evaluate(load_model(res["model_path"]), frames.subset(load_splits(tmp_path / "run" / "splits.npz")["train"]))
+    err = 1e3 * (out["energy_pred"] - out["energy_ref"])  # meV, the raw errors a user sees
+    bias, mae = float(err.mean()), float(np.abs(err).mean())
+    assert abs(bias) < min(0.1 * mae, 2.0), f"mean energy error {bias:+.2f} meV with MAE {mae:.2f} meV"
+
+
+def test_isolated_atom_reference_energies(ethanol_small, tmp_path):
+    """``atomrefs`` as E0s (a mapping or a file of single atoms): the model starts from them and,
+    with ``refit_offsets: false``, keeps them exactly; an element without an E0 is named."""
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    e0s = {"H": -13.6, "C": -1029.8, "O": -2041.3}  # eV, order of magnitude of PBE isolated atoms
+    atoms = []
+    for symbol, energy in e0s.items():
+        a = Atoms(symbol)
+        a.calc = SinglePointCalculator(a, energy=energy)
+        atoms.append(a)
+    ase.io.write(tmp_path / "e0s.xyz", atoms, format="extxyz")
+    for spec in (e0s, str(tmp_path / "e0s.xyz")):
+        res = train(_config(ethanol_small, tmp_path / f"run{len(str(spec))}", max_epochs=1, atomrefs=spec,
+                            refit_offsets=False, ema_decay=0.0))
+        ref = load_model(res["model_path"]).atomref
+        for z, symbol in ((1, "H"), (6, "C"), (8, "O")):
+            assert float(ref[z]) == pytest.approx(e0s[symbol], abs=1e-3)
+    with pytest.raises(ValueError, match="no energy for element.*O"):
+        train(_config(ethanol_small, tmp_path / "missing", atomrefs={"H": -13.6, "C": -1029.8}))
+    with pytest.raises(ValueError, match="atomrefs must map element symbols"):
+        _config(ethanol_small, tmp_path / "bad", atomrefs={"Hx": 1.0})
+    with pytest.raises(ValueError, match="atomrefs file"):
+        train(_config(ethanol_small, tmp_path / "nofile", atomrefs=str(tmp_path / "none.xyz")))
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "nofile").exists()
