@@ -18,12 +18,12 @@ budget leaves offsets of the size of the MAE, tests/train/test_train.py), force 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 pytest.importorskip("lightning", reason="training needs the 'train' extra: pip install eqt[train]")
-
-import os
 
 SEED, EPOCHS = int(os.environ.get("EQT_HEADLINE_SEED", 3)), 20
 
