@@ -100,6 +100,15 @@ def cmd_test(a) -> None:
         print(f"parity plot: {parity_plot(res, a.plot)}")
 
 
+def _as_options(err: ValueError, names: dict[str, str]) -> ValueError:
+    """``err`` with the API's argument names replaced by the command's options (``err`` itself when
+    it names none of them), so that a message says what the user typed."""
+    text = str(err)
+    for name, option in names.items():
+        text = text.replace(name, option)
+    return err if text == str(err) else ValueError(text)
+
+
 #: MDConfig fields as ``eqt md`` options, for its messages.
 _MD_OPTIONS = {"timestep_fs": "--timestep", "temperature_K": "--temperature", "steps": "--steps",
                "log_interval": "--log-interval", "seed": "--seed", "integrator": "--integrator"}
@@ -130,10 +139,7 @@ def cmd_md(a) -> None:
         cfg = MDConfig(integrator=a.integrator, timestep_fs=a.timestep, temperature_K=a.temperature, steps=a.steps,
                        log_interval=a.log_interval, seed=a.seed)
     except ValueError as err:
-        text = str(err)
-        for field, option in _MD_OPTIONS.items():
-            text = text.replace(f"MDConfig.{field}", option)
-        raise ValueError(text) from None
+        raise _as_options(err, {f"MDConfig.{k}": v for k, v in _MD_OPTIONS.items()}) from None
     out = check_writable_dir(a.out, "--out folder")
     atoms = _read_structure(a.structure)  # a file or a g2 name; a one-line error naming it
     try:
@@ -197,12 +203,10 @@ def cmd_sample(a) -> None:
                                 timestep_fs=a.timestep, seed=a.seed, method=a.method, accuracy=a.accuracy,
                                 source=a.structure, progress=True)
     except ValueError as err:  # name the options, not sample_md's arguments
-        text = str(err)
-        for name, option in _SAMPLE_OPTIONS.items():
-            text = text.replace(name, option)
-        if text == str(err):
+        named = _as_options(err, _SAMPLE_OPTIONS)
+        if named is err:
             raise
-        raise type(err)(text) from None
+        raise named from None
     resumed = f" ({res.resumed_from} of them from the interrupted run)" if res.resumed_from else ""
     print(f"{res.frames} frames labelled with {a.method}{resumed}: {res.path}")
 

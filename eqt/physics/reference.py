@@ -771,6 +771,17 @@ def _md_structure_problem(atoms: Atoms, method: str) -> str | None:
     return structure_problem(atoms, method)
 
 
+def _md_start(atoms: Atoms, source: str | None, *args: Any) -> _MDParams:
+    """The checked MD settings (``*args`` as :func:`_md_params`), once the structure is one MD can
+    start from and tblite is importable; ``source`` names the structure in the message."""
+    p = _md_params(*args)
+    problem = _md_structure_problem(atoms, p.method)
+    if problem is not None:
+        raise ValueError(f"{source + ': ' if source else ''}cannot start MD: {problem}")
+    _import_tblite_ase()
+    return p
+
+
 def _md_frames(atoms: Atoms, p: _MDParams, *, progress: bool, num_threads: int | None,
                state: dict[str, Any] | None = None,
                notice: Callable[[Progress], None] | None = None) -> Iterator[tuple[Atoms, dict[str, Any]]]:
@@ -887,12 +898,8 @@ def sample_md(atoms: Atoms, *, temperature_K: float = 500.0, n_frames: int = 200
             (the message names the step).
         ImportError: tblite is not installed.
     """
-    p = _md_params(method, temperature_K, n_frames, interval, timestep_fs, equilibration_steps,
-                   friction_per_fs, seed, accuracy)
-    problem = _md_structure_problem(atoms, p.method)
-    if problem is not None:
-        raise ValueError(f"cannot start MD: {problem}")
-    _import_tblite_ase()
+    p = _md_start(atoms, None, method, temperature_K, n_frames, interval, timestep_fs, equilibration_steps,
+                  friction_per_fs, seed, accuracy)
     return [frame for frame, _ in _md_frames(atoms, p, progress=progress, num_threads=num_threads)]
 
 
@@ -939,12 +946,8 @@ def sample_md_to_file(atoms: Atoms, output: str | os.PathLike, *, force: bool = 
             of other settings is in the way; checked before any calculation.
         ValueError, LabelError, ImportError: as for :func:`sample_md`.
     """
-    p = _md_params(method, temperature_K, n_frames, interval, timestep_fs, equilibration_steps,
-                   friction_per_fs, seed, accuracy)
-    problem = _md_structure_problem(atoms, p.method)
-    if problem is not None:
-        raise ValueError(f"{source + ': ' if source else ''}cannot start MD: {problem}")
-    _import_tblite_ase()
+    p = _md_start(atoms, source, method, temperature_K, n_frames, interval, timestep_fs, equilibration_steps,
+                  friction_per_fs, seed, accuracy)
     job = {"command": "sample", "structure": _structures_digest([atoms]), **dataclasses.asdict(p)}
     out = _ResumableOutput(output, job, force, checkpoint_s)
     saved = out.resume()

@@ -49,6 +49,16 @@ def test_representation_equivariant(l_max):
     assert err < 1e-10
 
 
+def test_reference_activation_norm_equivariant():
+    """``activation_norm="e3nn"`` (the reference's Monte-Carlo constants) keeps the model equivariant."""
+    model = _perturb(Equiformer(SMALL.replace(activation_norm="e3nn")))
+    z, pos, edge_index, vec = _inputs(model)
+    err = assert_equivariant(model.representation, O3() * Permutations(len(z)),
+                             [(z, Invariant(atom_axis=0)), (edge_index, AtomIndex()), (vec, Vector(atom_axis=None))],
+                             Irreps(model.rep_out), n_samples=3)
+    assert err < 1e-10
+
+
 def test_qm9_style_options_equivariant():
     cfg = SMALL.replace(radial_basis="gaussian", trainable_basis=True, smooth_cutoff=False, output="homo")
     model = _perturb(Equiformer(cfg))

@@ -85,3 +85,19 @@ def test_bf16_autocast_runs_and_stays_close():
     loss = out_mv.float().square().mean() + out_s.float().square().mean()
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_reference_compatible_mode_equivariant():
+    """The reference-numerics mode (clamped layer norm, exact scalar GELU, a wider MLP middle;
+    models/gatr.reference_config) is as equivariant as the default one."""
+    from eqt.models.gatr import reference_config
+
+    config = reference_config(in_mv=2, out_mv=1, hidden_mv=4, in_s=3, out_s=2, hidden_s=6, num_blocks=2, num_heads=2)
+    torch.manual_seed(0)
+    net = GATr(config).double()
+    mv = torch.randn(2, 5, config.in_mv, net.algebra.dim, dtype=torch.float64)
+    s = torch.randn(2, 5, config.in_s, dtype=torch.float64)
+    group = Pin(*config.algebra, subgroup=config.subgroup) * Permutations(5)
+    err = assert_equivariant(net, group, [(mv, Multivector(*config.algebra, atom_axis=1)), (s, Invariant(atom_axis=1))],
+                             [Multivector(*config.algebra, atom_axis=1), Invariant(atom_axis=1)], n_samples=4)
+    assert err < 1e-10
